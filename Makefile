@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine (Python 3.10+, no GPU needed):
+#   make demo   set up .venv and upscale the bundled clip with the shipped weights
+#   make test   set up .venv and run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench setup
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU build of torch first, so the project's torch range never pulls a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/streamsr run streamsr/data/sample.mp4 -o sample_x2.mp4 --model espcn --scale 2 --stats-json sample_x2.json
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/streamsr bench --model espcn --scale 2 --size 640x360 --frames 120 --output BENCHMARKS.md

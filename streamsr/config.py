@@ -1,0 +1,73 @@
+"""Frozen configuration of a run.
+
+The CLI builds a :class:`RunConfig` from its options (unset ones dropped so the defaults here
+apply); library users build one directly. Validation happens in ``__post_init__`` so an invalid
+config can't exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+from .io.sink import SinkConfig
+
+__all__ = ["RunConfig"]
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything that decides how a video is upscaled.
+
+    Args:
+        model: registry name.
+        scale: upscale factor.
+        backend: backend name or "auto".
+        device: "auto", "cpu" or "cuda".
+        precision: "fp32", "fp16" or None (fp16 on CUDA, fp32 on CPU).
+        weights: user .safetensors weights instead of the shipped ones.
+        batch_size: frames per inference call.
+        queue_size: bound of each queue between stages.
+        decode_threads: decoder threads (0 = FFmpeg chooses).
+        audio: copy audio streams.
+        sink: encoder settings.
+    """
+
+    model: str = "espcn"
+    scale: int = 2
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str | None = None
+    weights: str | None = None
+    batch_size: int = 1
+    queue_size: int = 8
+    decode_threads: int = 0
+    audio: bool = True
+    sink: SinkConfig = field(default_factory=SinkConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "queue_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.scale < 1:
+            raise ConfigError(f"--scale must be a positive integer, got {self.scale}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+        if self.precision not in (None, "fp32", "fp16"):
+            raise ConfigError(f"unknown precision {self.precision!r}; use fp32 or fp16")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "RunConfig":
+        """Build from flat options (CLI style); None values are dropped, sink keys are routed.
+
+        Raises:
+            ConfigError: an unknown option name.
+        """
+        options = {k: v for k, v in options.items() if v is not None}
+        sink_keys = {f.name for f in fields(SinkConfig)}
+        run_keys = {f.name for f in fields(cls)} - {"sink"}
+        unknown = set(options) - sink_keys - run_keys
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        sink = SinkConfig(**{k: v for k, v in options.items() if k in sink_keys})
+        return cls(sink=sink, **{k: v for k, v in options.items() if k in run_keys})

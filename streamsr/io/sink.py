@@ -1,0 +1,356 @@
+"""Encode and mux with PyAV: video from RGB arrays, audio packets copied (or re-encoded).
+
+A file is written to ``<output>.partial`` and renamed by :meth:`Sink.close` when the run succeeded
+or was interrupted (the encoder is always flushed, so the file plays); after an error the partial
+file is removed, so a failed run never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from ..errors import ConfigError, EncodeError, OutputError
+from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
+from .source import SWS_FLAGS, sws_colorspace
+
+__all__ = ["SinkConfig", "Sink", "container_format", "check_encoder"]
+
+_FORMATS = {
+    ".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".ts": "mpegts",
+    ".m2ts": "mpegts", ".webm": "webm", ".avi": "avi", ".nut": "nut", ".flv": "flv",
+}
+
+
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
+
+
+def container_format(path: str) -> str:
+    """FFmpeg muxer name for an output path (``-`` is MPEG-TS on stdout).
+
+    Raises:
+        ConfigError: unknown extension.
+    """
+    if path == "-":
+        return "mpegts"
+    ext = Path(path).suffix.lower()
+    try:
+        return _FORMATS[ext]
+    except KeyError:
+        raise ConfigError(
+            f"cannot tell the container from output {path!r}; use one of: {', '.join(sorted(_FORMATS))}"
+        ) from None
+
+
+def check_encoder(name: str) -> av.codec.Codec:
+    """Return FFmpeg's encoder ``name`` or raise a ConfigError naming the usual ones."""
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        raise ConfigError(
+            f"unknown video encoder {name!r}; try libx264, libx265, ffv1, libvpx-vp9, libsvtav1"
+        ) from None
+    if codec.type != "video":
+        raise ConfigError(f"{name!r} is a {codec.type} encoder, not a video encoder")
+    return codec
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkConfig:
+    """How to encode the output.
+
+    Args:
+        codec: FFmpeg encoder name.
+        crf: constant rate factor where the encoder has one (None = encoder default, 18 for x264/x265).
+        preset: encoder speed preset where it has one.
+        pix_fmt: output pixel format (None = the input's when the encoder takes it, else yuv420p).
+        threads: encoder threads (0 = FFmpeg chooses).
+    """
+
+    codec: str = "libx264"
+    crf: float | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    threads: int = 0
+
+
+def _even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
+    fmt = av.VideoFormat(pix_fmt)
+    cw = fmt.components[1].width if len(fmt.components) > 1 else width
+    ch = fmt.components[1].height if len(fmt.components) > 1 else height
+    w = width - width % 2 if fmt.is_planar and cw < width else width
+    h = height - height % 2 if fmt.is_planar and ch < height else height
+    return w, h
+
+
+class Sink:
+    """An encoding, muxing output; a context manager.
+
+    Args:
+        dst: output path, ``"-"`` for MPEG-TS on stdout, or a writable binary file object.
+        info: the source's :class:`VideoInfo` (timing, colour, pixel format).
+        width, height: size of the frames that will be written.
+        config: :class:`SinkConfig`.
+        audio_streams: input audio streams whose packets will be passed through.
+        format: muxer name (default: from the path's extension).
+
+    Attributes:
+        notices: human-readable remarks the caller may show (re-encoded audio, cropped size...).
+        frames_written: video frames given to the encoder.
+    """
+
+    def __init__(
+        self,
+        dst: str | os.PathLike | BinaryIO,
+        info: VideoInfo,
+        width: int,
+        height: int,
+        config: SinkConfig = SinkConfig(),
+        audio_streams: list | None = None,
+        format: str | None = None,
+    ):
+        self.config = config
+        self.info = info
+        self.notices: list[str] = []
+        self.frames_written = 0
+        self._audio_in = list(audio_streams or [])
+        self._final: Path | None = None
+        self._partial: Path | None = None
+        if isinstance(dst, (str, os.PathLike)) and os.fspath(dst) != "-":
+            self._final = Path(dst)
+            self.format = format or container_format(str(dst))
+        else:
+            self.format = format or "mpegts"
+        self._dst = dst
+        self._codec = check_encoder(config.codec)
+        self.pix_fmt = self._choose_pix_fmt()
+        self.width, self.height = _even_size(width, height, self.pix_fmt)
+        if (self.width, self.height) != (width, height):
+            self.notices.append(
+                f"{self.pix_fmt} needs even sizes: output cropped from {width}x{height} "
+                f"to {self.width}x{self.height}"
+            )
+        self.colour = info.colour
+        self._container = None
+        self._video = None
+        self._audio_map: dict[int, tuple] = {}
+        self._failed = False
+
+    def _choose_pix_fmt(self) -> str:
+        names = [f.name for f in (self._codec.video_formats or [])]
+        want = self.config.pix_fmt
+        if want:
+            if names and want not in names:
+                raise ConfigError(
+                    f"encoder {self.config.codec} does not take pix_fmt {want!r}; it takes: {', '.join(names)}"
+                )
+            return want
+        src = self.info.pix_fmt.replace("yuvj", "yuv")
+        if not names or src in names:
+            return src
+        return "yuv420p" if "yuv420p" in names else names[0]
+
+    # -- opening -----------------------------------------------------------------------------
+    def __enter__(self) -> "Sink":
+        target = self._open_target()
+        try:
+            self._container = av.open(target, mode="w", format=self.format)
+        except (av.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot write output {self._dst}: {exc}") from exc
+        try:
+            self._add_video()
+            for stream in self._audio_in:
+                self._add_audio(stream)
+        except BaseException:
+            self._failed = True
+            self.close()
+            raise
+        return self
+
+    def _open_target(self):
+        if self._final is None:
+            if self._dst == "-":
+                import sys
+
+                return sys.stdout.buffer
+            return self._dst
+        parent = self._final.parent
+        if not parent.is_dir():
+            raise OutputError(f"output folder does not exist: {parent}")
+        if self._final.is_dir():
+            raise OutputError(f"output path is a directory: {self._final}")
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"output folder is not writable: {parent}")
+        self._partial = self._final.with_name(self._final.name + ".partial")
+        return str(self._partial)
+
+    def _add_video(self) -> None:
+        cfg, info = self.config, self.info
+        rate = info.frame_rate or Fraction(25)
+        stream = self._container.add_stream(cfg.codec, rate=rate)
+        cc = stream.codec_context
+        cc.width, cc.height, cc.pix_fmt = self.width, self.height, self.pix_fmt
+        cc.time_base = info.time_base
+        stream.time_base = info.time_base
+        cc.thread_count = cfg.threads
+        cc.colorspace = self.colour.matrix
+        cc.color_range = self.colour.range
+        cc.color_primaries = self.colour.primaries
+        cc.color_trc = self.colour.transfer
+        private = {o.name for o in cc.supported_options.private}
+        options: dict[str, str] = {}
+        for key, value, default in (("crf", cfg.crf, 18), ("preset", cfg.preset, None)):
+            if value is not None and key not in private:
+                raise ConfigError(f"encoder {cfg.codec} has no {key!r} option; leave --{key} unset")
+            if value is None and key in private and default is not None and cfg.codec in ("libx264", "libx265"):
+                value = default
+            if value is not None:
+                options[key] = str(value)
+        if cfg.codec == "libx265":
+            options.setdefault("x265-params", "log-level=error")
+        cc.options = options
+        self._video = stream
+
+    def _audio_copy_ok(self, stream) -> bool:
+        """Dry-run a copy of ``stream`` into an in-memory container of our format: header, one
+        packet and trailer, because muxers (mp4's) check some codecs only when writing samples."""
+        probe = av.open(io.BytesIO(), mode="w", format=self.format)
+        try:
+            out = probe.add_stream_from_template(stream)
+            probe.start_encoding()
+            packet = av.Packet(bytes(256))
+            packet.pts = packet.dts = 0
+            packet.time_base = stream.time_base
+            packet.stream = out
+            probe.mux(packet)
+            probe.close()
+            return True
+        except (av.FFmpegError, ValueError, NotImplementedError):
+            return False
+
+    def _add_audio(self, stream) -> None:
+        if self._audio_copy_ok(stream):
+            self._audio_map[stream.index] = (self._container.add_stream_from_template(stream), None, None)
+            return
+        codec = "libopus" if self.format == "webm" else "aac"
+        rate = stream.codec_context.sample_rate or 48000
+        if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+            rate = 48000
+        out = self._container.add_stream(codec, rate=rate)
+        # the default layout for the channel count: an unordered "2 channels" isn't muxable in mp4
+        channels = stream.codec_context.channels
+        out.codec_context.layout = _DEFAULT_LAYOUTS.get(channels, stream.codec_context.layout)
+        decoder = av.CodecContext.create(stream.codec_context.name, "r")
+        decoder.extradata = stream.codec_context.extradata
+        decoder.sample_rate = stream.codec_context.sample_rate
+        decoder.layout = stream.codec_context.layout
+        resampler = av.AudioResampler(format=out.codec_context.codec.audio_formats[0].name,
+                                      layout=out.codec_context.layout, rate=rate)
+        self._audio_map[stream.index] = (out, decoder, resampler)
+        self.notices.append(
+            f"audio stream {stream.index} ({stream.codec_context.name}) cannot be copied into "
+            f"{self.format}; re-encoded as {codec}"
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+    def make_frame(self, frame: Frame) -> Frame:
+        """Turn a frame carrying an H×W×3 uint8 RGB array into one carrying the encoder's
+        ``av.VideoFrame`` (colour matrix/range of the input). Thread-safe; runs off the encoder thread.
+        """
+        rgb: np.ndarray = frame.image
+        if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
+            rgb = np.ascontiguousarray(rgb[: self.height, : self.width])
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        cs = sws_colorspace(self.colour.matrix)
+        out = vf.reformat(
+            format=self.pix_fmt, src_colorspace=cs, dst_colorspace=cs,
+            src_color_range=RANGE_FULL, dst_color_range=self.colour.range, interpolation=SWS_FLAGS,
+        )
+        out.colorspace = self.colour.matrix
+        out.color_range = self.colour.range
+        out.pts = frame.pts
+        out.time_base = frame.time_base
+        return frame.with_image(out)
+
+    def write(self, item: Frame | PassThrough) -> None:
+        """Encode a frame from :meth:`make_frame`, or mux a passed-through audio packet."""
+        try:
+            if isinstance(item, PassThrough):
+                self._write_audio(item)
+                return
+            for packet in self._video.encode(item.image):
+                self._container.mux(packet)
+            self.frames_written += 1
+        except av.FFmpegError as exc:
+            self._failed = True
+            index = item.index if isinstance(item, Frame) else None
+            raise EncodeError(f"encoding failed: {exc}", index) from exc
+
+    def _write_audio(self, item: PassThrough) -> None:
+        entry = self._audio_map.get(item.stream_index)
+        if entry is None:
+            return
+        out, decoder, resampler = entry
+        packet = item.payload
+        if decoder is None:
+            packet.stream = out
+            self._container.mux(packet)
+            return
+        for frame in decoder.decode(packet):
+            for rf in resampler.resample(frame):
+                for p in out.encode(rf):
+                    self._container.mux(p)
+
+    def mark_failed(self) -> None:
+        """Record that the run failed: :meth:`close` will remove the partial file."""
+        self._failed = True
+
+    def close(self) -> None:
+        """Flush every encoder, finalize the container, then rename (success) or remove (failure)."""
+        if self._container is None:
+            return
+        error: BaseException | None = None
+        try:
+            if self._video is not None and not self._failed:
+                for packet in self._video.encode(None):
+                    self._container.mux(packet)
+                for out, decoder, resampler in self._audio_map.values():
+                    if decoder is not None:
+                        for rf in resampler.resample(None):
+                            for p in out.encode(rf):
+                                self._container.mux(p)
+                        for p in out.encode(None):
+                            self._container.mux(p)
+        except av.FFmpegError as exc:
+            self._failed = True
+            error = EncodeError(f"flushing the encoder failed: {exc}")
+        finally:
+            try:
+                self._container.close()
+            except av.FFmpegError as exc:
+                self._failed = True
+                error = error or EncodeError(f"finalizing the output failed: {exc}")
+            self._container = None
+            self._finish_file()
+        if error is not None:
+            raise error
+
+    def _finish_file(self) -> None:
+        if self._partial is None or not self._partial.exists():
+            return
+        if self._failed or self.frames_written == 0:
+            self._partial.unlink()
+        else:
+            os.replace(self._partial, self._final)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+            self._failed = True
+        self.close()

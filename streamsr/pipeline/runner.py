@@ -1,0 +1,237 @@
+"""Threads joined by bounded queues.
+
+Every stage runs on its own thread and reads a bounded queue; the first stage pulls from an
+iterable instead. A unique sentinel ends the stream; each stage's ``flush()`` runs before the
+sentinel moves on. The first exception in any stage is relayed and re-raised by :meth:`Runner.run`
+in the caller; it also aborts every other stage. :meth:`Runner.stop` ends the source gracefully
+(what was read is still processed and written), :meth:`Runner.abort` ends everything at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from ..frames import PassThrough
+from .stats import StageStats
+
+__all__ = ["Stage", "FnStage", "Runner", "END"]
+
+
+class _End:
+    def __repr__(self) -> str:
+        return "<END>"
+
+
+END = _End()
+_POLL = 0.05  # seconds between checks of the abort flag while blocked on a queue
+
+
+class Stage:
+    """One step of the pipeline. Subclasses override :meth:`process` and maybe :meth:`flush`.
+
+    Args:
+        name: label in stats and errors.
+    """
+
+    #: True when :meth:`process` wants PassThrough items (the sink); others forward them untouched.
+    handles_passthrough = False
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def process(self, item: Any) -> Iterable[Any]:
+        """Handle one item; return (or yield) zero or more items for the next stage."""
+        raise NotImplementedError
+
+    def flush(self) -> Iterable[Any]:
+        """End of stream: return items still held back (a partial batch, say)."""
+        return ()
+
+
+class FnStage(Stage):
+    """A stage that maps each item through ``fn`` (one in, one out).
+
+    Args:
+        name: label.
+        fn: the function applied to each item.
+    """
+
+    def __init__(self, name: str, fn: Callable[[Any], Any]):
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, item: Any) -> Iterable[Any]:
+        return (self.fn(item),)
+
+
+class Runner:
+    """Run a source iterable through stages, each on its own thread.
+
+    Args:
+        source: iterable of items (frames, pass-through packets); read on its own thread.
+        stages: the stages, in order. The last one's outputs are discarded (it is the sink).
+        queue_size: bound of every queue between threads.
+        on_item: called on the last stage's thread after each frame it consumed (progress);
+            must be quick.
+
+    Attributes:
+        stats: one :class:`StageStats` per thread, source first.
+    """
+
+    def __init__(
+        self,
+        source: Iterable[Any],
+        stages: list[Stage],
+        *,
+        queue_size: int = 8,
+        on_item: Callable[[Any], None] | None = None,
+    ):
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        self.source = source
+        self.stages = stages
+        self.queue_size = queue_size
+        self.on_item = on_item
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.stats = [StageStats("decode")] + [StageStats(s.name) for s in stages]
+        self.wall_seconds = 0.0
+
+    # -- control -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop reading the source; items already read still flow to the end."""
+        self._stop.set()
+
+    def abort(self) -> None:
+        """Stop every stage as soon as possible (items in flight are dropped)."""
+        self._stop.set()
+        self._abort.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` or :meth:`abort` was called or a stage failed."""
+        return self._stop.is_set()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors.append(exc)
+        self.abort()
+
+    # -- queues ------------------------------------------------------------------------------
+    def _put(self, q: queue.Queue, item: Any) -> bool:
+        while not self._abort.is_set():
+            try:
+                q.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue) -> Any:
+        while not self._abort.is_set():
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return END
+
+    # -- threads -----------------------------------------------------------------------------
+    def _run_source(self, out: queue.Queue, stats: StageStats) -> None:
+        try:
+            iterator: Iterator[Any] = iter(self.source)
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                stats.add(time.perf_counter() - t0, 0 if isinstance(item, PassThrough) else 1)
+                if not self._put(out, item):
+                    return
+        except BaseException as exc:  # relayed to the caller by run()
+            self._fail(exc)
+        finally:
+            self._put(out, END)
+
+    def _run_stage(self, stage: Stage, inq: queue.Queue, out: queue.Queue | None, stats: StageStats) -> None:
+        last = out is None
+        try:
+            while True:
+                item = self._get(inq)
+                if item is END:
+                    break
+                if isinstance(item, PassThrough) and not stage.handles_passthrough:
+                    results: Iterable[Any] = (item,)
+                    counted = 0
+                else:
+                    t0 = time.perf_counter()
+                    results = list(stage.process(item))
+                    counted = 0 if isinstance(item, PassThrough) else 1
+                    stats.add(time.perf_counter() - t0, counted)
+                if last:
+                    if self.on_item is not None and counted:
+                        self.on_item(item)
+                    continue
+                for r in results:
+                    if not self._put(out, r):
+                        return
+            if self._abort.is_set():
+                return
+            t0 = time.perf_counter()
+            held = list(stage.flush())
+            stats.add(time.perf_counter() - t0, 0)
+            if not last:
+                for r in held:
+                    if not self._put(out, r):
+                        return
+        except BaseException as exc:  # relayed to the caller by run()
+            self._fail(exc)
+        finally:
+            if out is not None:
+                self._put(out, END)
+
+    def run(self) -> None:
+        """Run to the end of the source (or a stop), then re-raise the first stage error, if any.
+
+        A KeyboardInterrupt in the caller stops the source gracefully and waits for the stages
+        to drain; a second one aborts.
+        """
+        queues = [queue.Queue(self.queue_size) for _ in self.stages]
+        threads = [threading.Thread(target=self._run_source, args=(queues[0], self.stats[0]),
+                                    name="streamsr-decode", daemon=True)]
+        for i, stage in enumerate(self.stages):
+            out = queues[i + 1] if i + 1 < len(self.stages) else None
+            threads.append(threading.Thread(
+                target=self._run_stage, args=(stage, queues[i], out, self.stats[i + 1]),
+                name=f"streamsr-{stage.name}", daemon=True))
+        self._threads = threads
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        interrupted = 0
+        try:
+            for t in threads:
+                while t.is_alive():
+                    try:
+                        t.join(timeout=0.1)
+                    except KeyboardInterrupt:
+                        interrupted += 1
+                        (self.stop if interrupted == 1 else self.abort)()
+        finally:
+            for t in threads:
+                t.join()
+            self.wall_seconds = time.perf_counter() - start
+        if self._errors:
+            raise self._errors[0]
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def alive_threads(self) -> list[threading.Thread]:
+        """Threads of this runner still running (empty after :meth:`run` returns)."""
+        return [t for t in self._threads if t.is_alive()]

@@ -1,0 +1,97 @@
+"""The stages of an upscaling run: colour conversion, batched inference, post-processing, encoding."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from ..frames import Frame, PassThrough
+from ..io.sink import Sink
+from ..io.source import to_rgb
+from .runner import Stage
+
+__all__ = ["ToTensorStage", "InferStage", "ToFrameStage", "EncodeStage"]
+
+
+class ToTensorStage(Stage):
+    """Decoded ``av.VideoFrame`` → C×H×W float32 RGB in [0, 1] (the frame's own matrix and range)."""
+
+    def __init__(self) -> None:
+        super().__init__("preprocess")
+
+    def process(self, item: Frame) -> Iterable[Frame]:
+        rgb = to_rgb(item.image, item.colour)
+        chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+        chw *= 1.0 / 255.0
+        return (item.with_image(chw),)
+
+
+class InferStage(Stage):
+    """Groups up to ``batch_size`` frames of one size and runs the backend on them.
+
+    Args:
+        backend: a loaded backend.
+        batch_size: frames per inference call.
+        extra: constant extra inputs per pixel (degradation maps) keyed by input name, as
+            callables ``(n, h, w) -> array``; empty for plain models.
+    """
+
+    def __init__(self, backend, batch_size: int = 1, extra: dict | None = None):
+        super().__init__("infer")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.backend = backend
+        self.batch_size = batch_size
+        self.extra = extra or {}
+        self._held: list[Frame] = []
+
+    def _run(self) -> list[Frame]:
+        frames, self._held = self._held, []
+        if not frames:
+            return []
+        batch = np.stack([f.image for f in frames])
+        n, _, h, w = batch.shape
+        extra = {k: make(n, h, w) for k, make in self.extra.items()}
+        out = self.backend.infer(batch, extra)
+        return [f.with_image(o) for f, o in zip(frames, out)]
+
+    def process(self, item: Frame) -> Iterable[Frame]:
+        done: list[Frame] = []
+        if self._held and self._held[0].image.shape != item.image.shape:
+            done = self._run()  # size changed mid-stream: never mix sizes in one batch
+        self._held.append(item)
+        if len(self._held) >= self.batch_size:
+            done += self._run()
+        return done
+
+    def flush(self) -> Iterable[Frame]:
+        return self._run()
+
+
+class ToFrameStage(Stage):
+    """C×H×W float output → clamped, rounded uint8 RGB → the encoder's ``av.VideoFrame``."""
+
+    def __init__(self, sink: Sink):
+        super().__init__("postprocess")
+        self.sink = sink
+
+    def process(self, item: Frame) -> Iterable[Frame]:
+        chw = item.image
+        hwc = np.empty((chw.shape[1], chw.shape[2], 3), dtype=np.uint8)
+        np.clip(chw.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255, out=hwc, casting="unsafe")
+        return (self.sink.make_frame(item.with_image(hwc)),)
+
+
+class EncodeStage(Stage):
+    """Encodes frames and muxes audio packets (the last stage)."""
+
+    handles_passthrough = True
+
+    def __init__(self, sink: Sink):
+        super().__init__("encode")
+        self.sink = sink
+
+    def process(self, item: Frame | PassThrough) -> Iterable[Frame]:
+        self.sink.write(item)
+        return ()

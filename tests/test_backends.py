@@ -1,0 +1,68 @@
+import math
+
+import numpy as np
+import onnx
+import pytest
+
+from streamsr.backends import create_backend, export_onnx, list_backends, resolve_backend
+from streamsr.errors import BackendUnavailableError, ConfigError
+from streamsr.models import get_model, list_models
+
+CASES = [(name, scale) for name in list_models() for scale in get_model(name).scales]
+
+
+def _psnr(a, b):
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def test_backends_registered():
+    assert {"torch", "onnxruntime", "tensorrt"} <= set(list_backends())
+
+
+def test_auto_picks_an_available_cpu_backend():
+    assert resolve_backend("auto", "cpu") in ("onnxruntime", "torch")
+
+
+def test_tensorrt_reports_clearly():
+    with pytest.raises(BackendUnavailableError, match="TensorRT"):
+        resolve_backend("tensorrt", "cuda")
+
+
+def test_unknown_backend():
+    with pytest.raises(ConfigError, match="available: auto"):
+        resolve_backend("tensorflow", "cpu")
+
+
+@pytest.mark.parametrize("name,scale", CASES)
+def test_onnxruntime_and_torch_agree(name, scale):
+    spec = get_model(name, scale)
+    batch = np.random.default_rng(0).random((2, 3, 20, 28), dtype=np.float32)
+    outs = {}
+    for backend in ("torch", "onnxruntime"):
+        b = create_backend(backend, spec, scale, device="cpu")
+        try:
+            outs[backend] = b.infer(batch)
+        finally:
+            b.close()
+    assert outs["torch"].shape == (2, 3, 20 * scale, 28 * scale)
+    assert _psnr(outs["torch"], outs["onnxruntime"]) > 45
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_export_dynamic_shapes(tmp_path, precision):
+    import onnxruntime as ort
+
+    spec = get_model("espcn", 2)
+    path = tmp_path / "m.onnx"
+    export_onnx(spec, 2, path, precision=precision)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+    if precision == "fp16":
+        assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((1, 3, 16, 24), (3, 3, 33, 17)):
+        out = s.run(None, {"image": np.zeros(shape, np.float32)})[0]
+        assert out.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)

@@ -1,0 +1,162 @@
+"""The command line as a user meets it: one clear line for bad input, pipes, signals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from media import make_video, read_video
+from streamsr.cli import main
+
+STREAMSR = [sys.executable, "-m", "streamsr.cli"]
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+def _one_clear_line(result, *needles):
+    assert result.exit_code != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_run_writes_output_and_stats(small_clip, tmp_path):
+    out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
+    r = _run("run", small_clip, "-o", out, "--stats-json", stats, "--backend", "torch")
+    assert r.exit_code == 0, r.stderr
+    assert "done: 12 frames" in r.stderr
+    data = json.loads(stats.read_text())
+    assert data["frames_out"] == 12 and data["backend"] == "torch"
+    assert [s["name"] for s in data["stages"]] == ["decode", "preprocess", "infer", "postprocess", "encode"]
+    assert all(s["frames"] == 12 for s in data["stages"])
+    assert len(read_video(out)[0]) == 12
+
+
+def test_quiet_prints_nothing(small_clip, tmp_path):
+    r = _run("run", small_clip, "-o", tmp_path / "o.mp4", "-q")
+    assert r.exit_code == 0 and r.stderr == "" and r.stdout == ""
+
+
+def test_missing_input(tmp_path):
+    _one_clear_line(_run("run", tmp_path / "nope.mp4", "-o", tmp_path / "o.mp4"), "not found", "nope.mp4")
+
+
+def test_not_a_video(tmp_path):
+    p = tmp_path / "notes.mp4"
+    p.write_text("this is not a video\n" * 50)
+    _one_clear_line(_run("run", p, "-o", tmp_path / "o.mp4"), "notes.mp4")
+
+
+def test_zero_byte_file(tmp_path):
+    p = tmp_path / "empty.mp4"
+    p.touch()
+    _one_clear_line(_run("run", p, "-o", tmp_path / "o.mp4"), "empty")
+
+
+def test_unknown_model(small_clip, tmp_path):
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.mp4", "--model", "espnc"),
+                    "unknown model 'espnc'", "espcn")
+
+
+def test_unsupported_scale(small_clip, tmp_path):
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.mp4", "--scale", "5"), "scale 5", "2, 3, 4")
+
+
+def test_unwritable_output(small_clip, tmp_path):
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "no" / "such" / "dir" / "o.mp4"), "does not exist")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_output_folder(small_clip, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    _one_clear_line(_run("run", small_clip, "-o", ro / "o.mp4"), "not writable")
+
+
+def test_output_is_input(small_clip):
+    _one_clear_line(_run("run", small_clip, "-o", small_clip), "is the input")
+
+
+def test_unknown_encoder(small_clip, tmp_path):
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.mp4", "--codec", "libx999"), "libx999")
+
+
+def test_unknown_extension(small_clip, tmp_path):
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.xyz"), ".xyz")
+
+
+def test_crf_for_encoder_without_crf(small_clip, tmp_path):
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.mkv", "--codec", "ffv1", "--crf", "20"), "crf")
+
+
+def test_tensorrt_absent(small_clip, tmp_path):
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.mp4", "--backend", "tensorrt"), "TensorRT")
+
+
+def test_models_lists_weights_and_params():
+    r = _run("models")
+    assert r.exit_code == 0
+    assert "espcn" in r.stdout and "espcn_x2.safetensors" in r.stdout and "26,796" in r.stdout
+
+
+def test_export(tmp_path):
+    out = tmp_path / "e.onnx"
+    r = _run("export", "--model", "espcn", "--scale", "2", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    assert out.stat().st_size > 10_000
+
+
+def test_version_and_help():
+    assert _run("--version").stdout.startswith("streamsr, version")
+    for cmd in ([], ["run"], ["export"], ["bench"], ["models"]):
+        r = _run(*cmd, "--help")
+        assert r.exit_code == 0 and "Usage" in r.stdout
+
+
+def test_stdin_to_stdout(tmp_path):
+    src = make_video(tmp_path / "in.ts", frames=10, container="mpegts", audio="aac")
+    out = tmp_path / "out.ts"
+    with open(src, "rb") as fin, open(out, "wb") as fout:
+        p = subprocess.run(STREAMSR + ["run", "-", "-o", "-", "-q"], stdin=fin, stdout=fout,
+                           stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    pts, imgs, _ = read_video(out)
+    assert len(imgs) == 10 and imgs[0].shape == (96, 128, 3)
+
+
+def test_sigterm_leaves_a_playable_file(tmp_path):
+    src = make_video(tmp_path / "long.mp4", frames=600, size=(160, 120))
+    out = tmp_path / "out.mp4"
+    partial = tmp_path / "out.mp4.partial"
+    p = subprocess.Popen(STREAMSR + ["run", str(src), "-o", str(out), "--scale", "4", "--backend", "torch"],
+                         stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size > 20_000):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err.decode()
+    assert "interrupted after" in err.decode()
+    assert not partial.exists()
+    pts, imgs, _ = read_video(out)
+    assert 0 < len(imgs) < 600
+    assert pts == sorted(pts)
+
+
+def test_pix_fmt_the_encoder_refuses(tmp_path):
+    # mpeg2video has no 4:4:4: refused before anything is written
+    src = make_video(tmp_path / "in.mp4", frames=3, size=(64, 48))
+    out = tmp_path / "o.mp4"
+    r = _run("run", src, "-o", out, "--codec", "mpeg2video", "--pix-fmt", "yuv444p")
+    assert r.exit_code != 0
+    assert not out.exists() and not Path(str(out) + ".partial").exists()

@@ -1,0 +1,207 @@
+"""End to end: files in, files out, through the real decoder, model, encoder and muxer."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from media import audio_packets, make_video, moving_pattern, read_video
+from streamsr import RunConfig, SinkConfig, upscale_video
+from streamsr.frames import ColourTags
+from streamsr.io import Source, to_rgb
+from streamsr.metrics import bicubic_upscale, downscale, psnr_y
+
+
+def test_every_frame_once_same_pts_and_size(small_clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    stats = upscale_video(small_clip, out, RunConfig(scale=2))
+    pts_in, _, tb_in = read_video(small_clip)
+    pts_out, imgs, tb_out = read_video(out)
+    assert [p * tb_in for p in pts_in] == [p * tb_out for p in pts_out]
+    assert imgs[0].shape == (96, 128, 3)
+    assert stats.frames_in == stats.frames_out == 12
+    assert not (tmp_path / "out.mp4.partial").exists()
+
+
+def test_variable_frame_rate_preserved(tmp_path):
+    pts = [0, 40, 80, 200, 240, 250, 260, 600, 640, 641]  # ms, irregular gaps
+    src = make_video(tmp_path / "vfr.mkv", frames=len(pts), pts=pts, time_base=Fraction(1, 1000))
+    out = tmp_path / "out.mkv"
+    upscale_video(src, out, RunConfig(scale=2))
+    p_out, _, tb = read_video(out)
+    assert [round(float(p * tb) * 1000) for p in p_out] == pts
+
+
+def test_audio_copied_byte_for_byte(small_clip, tmp_path):
+    out = tmp_path / "out.mkv"
+    upscale_video(small_clip, out, RunConfig(scale=2))
+    original = audio_packets(small_clip)
+    assert len(original) > 5
+    assert audio_packets(out) == original
+
+
+def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
+    src = make_video(tmp_path / "pcm.mkv", frames=10, audio="pcm_s16le")
+    out = tmp_path / "out.mp4"
+    stats = upscale_video(src, out, RunConfig(scale=2))
+    assert any("re-encoded as aac" in n for n in stats.notices)
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert sum(1 for _ in c.decode(audio=0)) > 5
+
+
+def test_no_audio_option(small_clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    upscale_video(small_clip, out, RunConfig(scale=2, audio=False))
+    assert audio_packets(out) == []
+
+
+@pytest.mark.parametrize(
+    "codec,ext,pix_fmt",
+    [("ffv1", ".mkv", None), ("libx265", ".mp4", None), ("libx264", ".mov", "yuv444p"),
+     ("libvpx-vp9", ".webm", None)],
+)
+def test_codecs_and_containers(small_clip, tmp_path, codec, ext, pix_fmt):
+    out = tmp_path / f"out{ext}"
+    upscale_video(small_clip, out, RunConfig(scale=2, sink=SinkConfig(codec=codec, pix_fmt=pix_fmt)))
+    with av.open(str(out)) as c:
+        vs = c.streams.video[0]
+        assert vs.codec_context.name == {"libx265": "hevc", "libx264": "h264", "libvpx-vp9": "vp9"}.get(codec, codec)
+        assert (vs.width, vs.height) == (128, 96)
+        assert sum(1 for _ in c.decode(vs)) == 12
+        if pix_fmt:
+            assert vs.codec_context.format.name == pix_fmt
+
+
+def test_odd_output_size(tmp_path):
+    # 4:4:4 input may have odd sides; x3 keeps them odd.
+    src = make_video(tmp_path / "odd.mkv", frames=4, size=(41, 31), pix_fmt="yuv444p")
+    same = upscale_video(src, tmp_path / "a.mkv", RunConfig(scale=3))
+    assert (same.extra["output"]["width"], same.extra["output"]["height"]) == (123, 93)
+    # Forcing 4:2:0 needs even sides: cropped by one pixel, and said so, not a crash.
+    forced = upscale_video(src, tmp_path / "b.mkv", RunConfig(scale=3, sink=SinkConfig(pix_fmt="yuv420p")))
+    assert (forced.extra["output"]["width"], forced.extra["output"]["height"]) == (122, 92)
+    assert any("even" in n for n in forced.notices)
+    _, imgs, _ = read_video(tmp_path / "b.mkv")
+    assert len(imgs) == 4 and imgs[0].shape == (92, 122, 3)
+
+
+COLOUR = (200, 60, 30)  # saturated: BT.601 and BT.709 decode it differently
+
+
+def _flat(i, h, w):
+    return np.broadcast_to(np.array(COLOUR, np.uint8), (h, w, 3)).copy()
+
+
+@pytest.mark.parametrize("matrix", [1, 5], ids=["bt709", "bt601"])
+@pytest.mark.parametrize("range_", [1, 2], ids=["limited", "full"])
+def test_colour_matrix_and_range_preserved(tmp_path, matrix, range_):
+    src = make_video(tmp_path / "flat.mkv", frames=3, size=(64, 48), image=_flat, codec="ffv1",
+                     colorspace=matrix, color_range=range_)
+    out = tmp_path / "out.mkv"
+    upscale_video(src, out, RunConfig(scale=2, sink=SinkConfig(codec="ffv1")))
+    with Source(out) as s:
+        assert (s.info.colour.matrix, s.info.colour.range) == (matrix, range_)
+        frame = next(f for f in s if hasattr(f, "colour"))
+        mean = to_rgb(frame.image, frame.colour).reshape(-1, 3).mean(axis=0)
+        other = 5 if matrix == 1 else 1  # decoding with the wrong matrix must be visibly off
+        wrong = to_rgb(frame.image, ColourTags(other, range_)).reshape(-1, 3).mean(axis=0)
+    tolerance = 2.0  # two RGB<->YUV round trips (clip in, output out) at 8 bits
+    assert np.abs(mean - COLOUR).max() <= tolerance, mean
+    assert np.abs(wrong - COLOUR).max() > 2 * tolerance
+
+
+def test_full_range_yuvj_input(tmp_path):
+    src = make_video(tmp_path / "j.mp4", frames=3, image=_flat, pix_fmt="yuvj420p", options={"qp": "0"})
+    out = tmp_path / "out.mp4"
+    upscale_video(src, out, RunConfig(scale=2))
+    with Source(out) as s:
+        assert s.info.colour.range == 2
+        frame = next(iter(s))
+        mean = to_rgb(frame.image, frame.colour).reshape(-1, 3).mean(axis=0)
+    assert np.abs(mean - COLOUR).max() <= 2.0, mean
+
+
+def test_espcn_beats_bicubic_through_the_pipeline(tmp_path):
+    """LR clip made (MATLAB bicubic) from frames of the bundled vtest clip, a validation clip;
+    stored and written losslessly in RGB so only the model is measured."""
+    from conftest import SAMPLE
+
+    _, hr_frames, _ = read_video(SAMPLE)
+    hr_frames = [f[:, :, :] for f in hr_frames[:6]]
+    lr_frames = [downscale(f, 2) for f in hr_frames]
+    h, w = lr_frames[0].shape[:2]
+    src = make_video(tmp_path / "lr.mkv", frames=len(lr_frames), size=(w, h), codec="ffv1",
+                     pix_fmt="bgr0", image=lambda i, hh, ww: lr_frames[i])
+    out = tmp_path / "sr.mkv"
+    upscale_video(src, out, RunConfig(model="espcn", scale=2, sink=SinkConfig(codec="ffv1")))
+    _, sr_frames, _ = read_video(out)
+    assert len(sr_frames) == len(hr_frames)
+    sr = np.mean([psnr_y(s, t, 2) for s, t in zip(sr_frames, hr_frames)])
+    bic = np.mean([psnr_y(bicubic_upscale(lr, 2), t, 2) for lr, t in zip(lr_frames, hr_frames)])
+    assert sr > bic + 0.5, (sr, bic)
+
+
+def test_damaged_input_counts_errors_and_goes_on(tmp_path):
+    clean = make_video(tmp_path / "c.avi", frames=40, codec="mpeg4", container="avi")
+    bad = tmp_path / "bad.avi"
+    rng = np.random.default_rng(1)
+    with av.open(str(clean)) as src, av.open(str(bad), "w") as dst:
+        s = src.streams.video[0]
+        o = dst.add_stream_from_template(s)
+        for i, pk in enumerate(p for p in src.demux(s) if p.size):
+            if i in (10, 20, 21):  # garbage payload, valid container
+                noise = rng.integers(0, 256, pk.size - 4, dtype=np.uint8).tobytes()
+                new = av.Packet(bytes(pk)[:4] + noise)
+                new.pts, new.dts, new.time_base, new.is_keyframe = pk.pts, pk.dts, pk.time_base, pk.is_keyframe
+                pk = new
+            pk.stream = o
+            dst.mux(pk)
+    stats = upscale_video(bad, tmp_path / "out.mp4", RunConfig(scale=2))
+    assert stats.decode_errors + stats.corrupt_frames > 0
+    assert any("damaged" in n for n in stats.notices)
+    assert stats.frames_out == stats.frames_in >= 30
+
+
+def test_real_damaged_file_from_opencv_doc(tmp_path):
+    from conftest import OPENCV_DATA
+
+    path = OPENCV_DATA / "Megamind_bugy.avi"
+    if not path.exists():
+        pytest.skip("opencv-doc is not installed (CI installs it)")
+    stats = upscale_video(path, tmp_path / "out.mp4", RunConfig(scale=2), stop_after=40)
+    assert stats.frames_out == stats.frames_in == 40
+
+
+def test_stop_after_bounds_the_run(small_clip, tmp_path):
+    stats = upscale_video(small_clip, tmp_path / "o.mp4", RunConfig(scale=2), stop_after=5)
+    assert stats.frames_out == 5 and not stats.interrupted
+
+
+def test_batching_gives_same_frames(small_clip, tmp_path):
+    a, b = tmp_path / "a.mkv", tmp_path / "b.mkv"
+    upscale_video(small_clip, a, RunConfig(scale=2, batch_size=1, sink=SinkConfig(codec="ffv1")))
+    upscale_video(small_clip, b, RunConfig(scale=2, batch_size=5, sink=SinkConfig(codec="ffv1")))
+    fa, fb = read_video(a)[1], read_video(b)[1]
+    assert len(fa) == len(fb) == 12
+    assert max(int(np.abs(x.astype(int) - y).max()) for x, y in zip(fa, fb)) <= 1
+
+
+def test_failed_run_leaves_no_output(small_clip, tmp_path, monkeypatch):
+    from streamsr.pipeline import stages
+
+    calls = {"n": 0}
+    original = stages.InferStage._run
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("inference exploded")
+        return original(self)
+
+    monkeypatch.setattr(stages.InferStage, "_run", flaky)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="inference exploded"):
+        upscale_video(small_clip, out, RunConfig(scale=2))
+    assert not out.exists() and not (tmp_path / "out.mp4.partial").exists()

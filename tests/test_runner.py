@@ -1,0 +1,121 @@
+import threading
+import time
+
+import pytest
+
+from streamsr.frames import PassThrough
+from streamsr.pipeline import FnStage, Runner, Stage
+
+
+def endless():
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+class Collect(Stage):
+    handles_passthrough = True
+
+    def __init__(self):
+        super().__init__("collect")
+        self.items = []
+
+    def process(self, item):
+        self.items.append(item)
+        return ()
+
+
+class Batch(Stage):
+    def __init__(self, n):
+        super().__init__("batch")
+        self.n, self.held = n, []
+
+    def process(self, item):
+        self.held.append(item)
+        if len(self.held) == self.n:
+            out, self.held = [tuple(self.held)], []
+            return out
+        return []
+
+    def flush(self):
+        return [tuple(self.held)] if self.held else []
+
+
+def test_order_flush_and_passthrough():
+    sink = Collect()
+    items = list(range(10)) + [PassThrough("audio", 1)]
+    Runner(items, [FnStage("double", lambda x: x * 2), Batch(3), sink], queue_size=2).run()
+    frames = [i for i in sink.items if not isinstance(i, PassThrough)]
+    assert frames == [(0, 2, 4), (6, 8, 10), (12, 14, 16), (18,)]
+    assert [i.payload for i in sink.items if isinstance(i, PassThrough)] == ["audio"]
+
+
+def test_exception_in_a_stage_reaches_the_caller_and_stops_everything():
+    def boom(x):
+        if x == 5:
+            raise ZeroDivisionError("stage failed on 5")
+        return x
+
+    runner = Runner(endless(), [FnStage("ok", lambda x: x), FnStage("boom", boom), Collect()], queue_size=2)
+    with pytest.raises(ZeroDivisionError, match="stage failed on 5"):
+        runner.run()
+    assert runner.alive_threads() == []
+
+
+def test_exception_in_the_source_reaches_the_caller():
+    def bad_source():
+        yield 1
+        raise OSError("disk gone")
+
+    runner = Runner(bad_source(), [Collect()])
+    with pytest.raises(OSError, match="disk gone"):
+        runner.run()
+    assert runner.alive_threads() == []
+
+
+def test_stop_drains_what_was_read():
+    sink = Collect()
+
+    def slow(x):
+        time.sleep(0.002)
+        return x
+
+    runner = Runner(endless(), [FnStage("slow", slow), sink], queue_size=3,
+                    on_item=lambda item: runner.stop() if item == 20 else None)
+    runner.run()
+    got = sink.items
+    assert got == list(range(len(got)))  # nothing lost or reordered
+    assert len(got) >= 21
+    assert runner.alive_threads() == []
+
+
+def test_stages_overlap():
+    """With three slow stages, all three are busy at the same moment: the pipeline overlaps work.
+    (No wall-clock threshold: we record who is busy when.)"""
+    busy = set()
+    peak = [0]
+    lock = threading.Lock()
+
+    def slow(name):
+        def fn(x):
+            with lock:
+                busy.add(name)
+                peak[0] = max(peak[0], len(busy))
+            time.sleep(0.01)
+            with lock:
+                busy.discard(name)
+            return x
+
+        return FnStage(name, fn)
+
+    runner = Runner(range(40), [slow("a"), slow("b"), slow("c"), Collect()], queue_size=2)
+    runner.run()
+    assert peak[0] == 3
+    rates = [s.fps for s in runner.stats[1:4]]
+    assert all(r is not None for r in rates)
+
+
+def test_queue_size_validated():
+    with pytest.raises(ValueError):
+        Runner([], [Collect()], queue_size=0)
