@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import StreamSRError
+from .urls import mask_credentials
 
 __all__ = ["main"]
 
@@ -24,27 +25,32 @@ EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only on a terminal and never with --quiet."""
+    """A one-line progress display on stderr, only on a terminal and never with --quiet."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.start = time.monotonic()
         self.last = 0.0
+        self.handles: list = []
 
-    def __call__(self, done: int, total: int | None) -> None:
+    def __call__(self, handle) -> None:
         now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.25 and done != total):
+        if not self.enabled or now - self.last < 0.25:
             return
         self.last = now
-        fps = done / max(now - self.start, 1e-9)
-        if total:
-            frac = min(done / total, 1.0)
-            bar = "#" * int(frac * 24)
-            eta = (total - done) / fps if fps > 0 else 0
-            line = f"[{bar:<24}] {done}/{total} frames  {fps:5.1f} fps  ETA {eta:4.0f}s"
-        else:
-            line = f"{done} frames  {fps:5.1f} fps"
-        click.echo("\r" + line, err=True, nl=False)
+        click.echo("\r" + " | ".join(self._line(h, now) for h in (self.handles or [handle])) + "\033[K",
+                   err=True, nl=False)
+
+    @staticmethod
+    def _line(h, now: float) -> str:
+        fps = h.frames_out / max(now - h.started, 1e-9)
+        if h.total:
+            frac = min(h.frames_out / h.total, 1.0)
+            eta = (h.total - h.frames_out) / fps if fps > 0 else 0
+            return f"[{'#' * int(frac * 24):<24}] {h.frames_out}/{h.total} frames {fps:5.1f} fps ETA {eta:4.0f}s"
+        p95 = h.latency.summary()["p95_ms"]
+        live = f" dropped {h.dropped} p95 {p95:.0f}ms" if p95 is not None else ""
+        again = f" reconnects {h.reconnects}" if h.reconnects else ""
+        return f"{h.name[:24]}: {h.frames_out} frames {fps:5.1f} fps{live}{again}"
 
     def close(self) -> None:
         if self.enabled and self.last:
@@ -88,8 +94,12 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input", metavar="INPUT")
-@click.option("-o", "--output", required=True, help="Output file (container from extension) or - for MPEG-TS on stdout.")
+@click.argument("inputs", metavar="INPUT...", nargs=-1)
+@click.option("-o", "--output", "outputs", multiple=True,
+              help="Output: file (container from extension), - (MPEG-TS on stdout), rtsp://, rtmp://, srt://, "
+              "udp:// push, or dir/index.m3u8 (HLS). Once per input.")
+@click.option("--config", "cameras_file", type=click.Path(dir_okay=False), default=None,
+              help="Cameras TOML file: many inputs, one shared model (see `streamsr run --help`).")
 @click.option("--model", default=None, help="Model name (default espcn; see `streamsr models`).")
 @click.option("--scale", type=int, default=None, help="Upscale factor (default 2).")
 @click.option("--backend", default=None, help="auto (fastest available), torch, onnxruntime or tensorrt.")
@@ -98,51 +108,139 @@ def main() -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own .safetensors weights.")
 @click.option("--codec", default=None, help="Any FFmpeg video encoder (default libx264; e.g. libx265, ffv1).")
 @click.option("--crf", type=float, default=None, help="Constant rate factor (default 18 for x264/x265).")
-@click.option("--preset", default=None, help="Encoder preset (e.g. veryfast, medium).")
+@click.option("--preset", default=None, help="Encoder preset (default: the encoder's; veryfast when live).")
+@click.option("--tune", default=None, help="Encoder tune (default: zerolatency for live x264/x265).")
+@click.option("--gop", type=int, default=None, help="Keyframe interval in frames.")
 @click.option("--pix-fmt", default=None, help="Output pixel format (default: the input's when the encoder takes it).")
+@click.option("--hls-time", type=float, default=None, help="HLS segment length in seconds (default 2).")
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (default 1).")
 @click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8).")
+@click.option("--realtime/--no-realtime", default=None,
+              help="Live mode: drop the oldest waiting frames to keep latency bounded. Default: on for "
+              "rtsp/rtmp/srt/udp/HLS/V4L2 inputs; a file with --realtime is read at its own frame rate.")
+@click.option("--max-latency", type=float, default=None, help="Live mode: most seconds a frame may wait (default 0.5).")
+@click.option("--reconnect/--no-reconnect", default=None, help="Reopen a live input that drops (default on).")
+@click.option("--reconnect-max-wait", type=float, default=None,
+              help="Give up when a live input stays away this many seconds (default 300; 0 = never).")
+@click.option("--read-timeout", type=float, default=None, help="Watchdog: seconds without data before reconnecting (default 5).")
+@click.option("--rtsp-transport", type=click.Choice(["tcp", "udp"]), default=None, help="RTSP transport (default tcp).")
 @click.option("--no-audio", is_flag=True, help="Drop audio instead of copying it.")
 @click.option("--max-frames", type=int, default=None, help="Stop after N frames (exit 0).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds of video (exit 0).")
+@click.option("--metrics-port", default=None, help="Serve Prometheus metrics at http://HOST:PORT/metrics (PORT = localhost).")
 @click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Write per-stage timings and counts here.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
-def run(input, output, quiet, stats_json, no_audio, max_frames, **options):
-    """Upscale INPUT (a file, or - for stdin) into OUTPUT.
+@click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
+def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, duration, metrics_port, **options):
+    """Upscale INPUT (file, - for stdin, rtsp://..., /dev/video0) into OUTPUT.
 
     \b
     Examples:
       streamsr run input.mp4 -o output.mp4 --model espcn --scale 2
       streamsr run in.mkv -o out.mkv --codec ffv1 --backend onnxruntime
-      streamsr run in.mp4 -o out.mp4 --scale 3 --crf 20 --preset veryfast --stats-json stats.json
+      streamsr run rtsp://user:pass@cam/stream -o cam.mkv --max-latency 0.3 --metrics-port 9100
+      streamsr run rtsp://cam1/s rtsp://cam2/s -o cam1.mkv -o cam2.mkv
+      streamsr run --config cams.toml --duration 3600
+
+    \b
+    A cameras file:
+      [defaults]
+      scale = 2
+      [[camera]]
+      name = "gate"
+      input = "rtsp://user:pass@10.0.0.5/stream1"
+      output = "gate.mkv"
     """
     from .config import RunConfig
-    from .pipeline.job import upscale_video
+    from .pipeline.cameras import Camera, load_cameras
 
-    config = RunConfig.from_options(**options, audio=False if no_audio else None)
-    if output == "-" and sys.stdout.isatty():
+    defaults: dict = {}
+    if cameras_file:
+        if inputs or outputs:
+            raise click.UsageError("give either --config or INPUT... -o OUTPUT..., not both")
+        cameras, defaults = load_cameras(cameras_file)
+    else:
+        if not inputs:
+            raise click.UsageError("missing INPUT (or --config cams.toml)")
+        if len(outputs) != len(inputs):
+            raise click.UsageError(f"give one -o OUTPUT per input ({len(inputs)} inputs, {len(outputs)} outputs)")
+        cameras = [Camera(f"camera{i + 1}" if len(inputs) > 1 else mask_credentials(inp), inp, out)
+                   for i, (inp, out) in enumerate(zip(inputs, outputs))]
+    if any(c.output == "-" for c in cameras) and sys.stdout.isatty():
         raise click.UsageError("refusing to write video to a terminal; redirect stdout or use -o FILE")
+    flat = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    config = RunConfig.from_options(**flat, audio=False if no_audio else None)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        stats = upscale_video(input, output, config, progress=progress, stop_after=max_frames)
+        results = _run_all(cameras, config, progress, max_frames, duration, metrics_port)
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.close()
     if stats_json:
-        Path(stats_json).write_text(json.dumps(stats.as_dict(), indent=2) + "\n")
+        report = [r.stats.as_dict() if r.stats else {"camera": r.camera.name, "error": str(r.error)}
+                  for r in results]
+        Path(stats_json).write_text(json.dumps(report[0] if len(report) == 1 else report, indent=2) + "\n")
+    failed = [r for r in results if r.error is not None]
     if not quiet:
-        for notice in stats.notices:
-            click.echo(f"streamsr: note: {notice}", err=True)
-        out = stats.extra["output"]
-        where = "stdout" if output == "-" else output
-        click.echo(
-            f"streamsr: {'interrupted after' if stats.interrupted else 'done:'} {stats.frames_out} frames in "
-            f"{stats.wall_seconds:.1f}s ({stats.fps:.1f} fps), {stats.extra['model']} x{stats.extra['scale']} "
-            f"on {stats.extra['backend']} -> {where} [{out['width']}x{out['height']} {out['codec']}]",
-            err=True,
-        )
-    if stats.interrupted:
+        for r in results:
+            if r.stats is not None:
+                _summary(r.camera, r.stats, several=len(results) > 1)
+    for r in failed:
+        prefix = f"{r.camera.name}: " if len(results) > 1 else ""
+        click.echo(f"streamsr: error: {prefix}{r.error}", err=True)
+    if failed:
+        sys.exit(EXIT_ERROR)
+    if any(r.stats.interrupted for r in results):
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _run_all(cameras, config, progress, max_frames, duration, metrics_port):
+    """One camera runs on the calling thread (Ctrl-C stops it gracefully); several share a hub."""
+    import contextlib
+
+    from .pipeline.cameras import CameraResult, run_cameras
+    from .pipeline.job import RunHandle, upscale_video
+    from .pipeline.metrics_http import MetricsServer, parse_listen
+
+    handles: list = []
+    server = contextlib.nullcontext()
+    if metrics_port:
+        server = MetricsServer(*parse_listen(metrics_port), handles=lambda: handles)
+    with server:
+        if len(cameras) > 1:
+            def started(hs):
+                handles.extend(hs)
+                progress.handles = hs
+
+            return run_cameras(cameras, config, duration=duration, max_frames=max_frames, on_start=started)
+        cam = cameras[0]
+        handle = RunHandle(cam.name)
+        handles.append(handle)
+        try:
+            stats = upscale_video(cam.input, cam.output, config, progress=progress, stop_after=max_frames,
+                                  duration=duration, handle=handle)
+        except StreamSRError as exc:
+            return [CameraResult(cam, error=exc)]
+        return [CameraResult(cam, stats=stats)]
+
+
+def _summary(camera, stats, several: bool) -> None:
+    for notice in stats.notices:
+        click.echo(f"streamsr: note: {camera.name + ': ' if several else ''}{notice}", err=True)
+    out = stats.extra["output"]
+    where = "stdout" if camera.output == "-" else mask_credentials(camera.output)
+    live = ""
+    if stats.realtime:
+        lat = stats.latency
+        live = (f", dropped {stats.dropped}, latency p50 {lat['p50_ms']} ms p95 {lat['p95_ms']} ms"
+                f" max {lat['max_ms']} ms, reconnects {stats.reconnects}")
+    click.echo(
+        f"streamsr: {camera.name + ': ' if several else ''}"
+        f"{'interrupted after' if stats.interrupted else 'done:'} {stats.frames_out} frames in "
+        f"{stats.wall_seconds:.1f}s ({stats.fps:.1f} fps{live}), {stats.extra['model']} x{stats.extra['scale']} "
+        f"on {stats.extra['backend']} -> {where} [{out['width']}x{out['height']} {out['codec']}]",
+        err=True,
+    )
 
 
 @main.command()

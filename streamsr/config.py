@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
+from .io.live import LiveConfig
 from .io.sink import SinkConfig
 
 __all__ = ["RunConfig"]
@@ -29,8 +30,13 @@ class RunConfig:
         batch_size: frames per inference call.
         queue_size: bound of each queue between stages.
         decode_threads: decoder threads (0 = FFmpeg chooses).
-        audio: copy audio streams.
+        audio: copy audio streams (file inputs; live inputs are read video-only).
+        realtime: live mode: drop-oldest queues and a latency bound. None = on for live inputs
+            (rtsp, rtmp, srt, udp, HLS playlists, V4L2 devices), off for files.
+        max_latency: live mode: the most a frame may wait between decode and inference, in
+            seconds; older frames are dropped (counted).
         sink: encoder settings.
+        live: how live inputs are read (reconnect, watchdog).
     """
 
     model: str = "espcn"
@@ -43,7 +49,10 @@ class RunConfig:
     queue_size: int = 8
     decode_threads: int = 0
     audio: bool = True
+    realtime: bool | None = None
+    max_latency: float = 0.5
     sink: SinkConfig = field(default_factory=SinkConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "queue_size"):
@@ -53,21 +62,26 @@ class RunConfig:
             raise ConfigError(f"--scale must be a positive integer, got {self.scale}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+        if self.max_latency <= 0:
+            raise ConfigError(f"--max-latency must be positive, got {self.max_latency}")
         if self.precision not in (None, "fp32", "fp16"):
             raise ConfigError(f"unknown precision {self.precision!r}; use fp32 or fp16")
 
     @classmethod
     def from_options(cls, **options: Any) -> "RunConfig":
-        """Build from flat options (CLI style); None values are dropped, sink keys are routed.
+        """Build from flat options (CLI style); None values are dropped, encoder and live-input
+        keys are routed to :class:`SinkConfig` and :class:`LiveConfig`.
 
         Raises:
             ConfigError: an unknown option name.
         """
         options = {k: v for k, v in options.items() if v is not None}
-        sink_keys = {f.name for f in fields(SinkConfig)}
-        run_keys = {f.name for f in fields(cls)} - {"sink"}
-        unknown = set(options) - sink_keys - run_keys
+        parts = {"sink": SinkConfig, "live": LiveConfig}
+        keys = {name: {f.name for f in fields(kind)} for name, kind in parts.items()}
+        run_keys = {f.name for f in fields(cls)} - set(parts)
+        unknown = set(options) - run_keys - set().union(*keys.values())
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        sink = SinkConfig(**{k: v for k, v in options.items() if k in sink_keys})
-        return cls(sink=sink, **{k: v for k, v in options.items() if k in run_keys})
+        nested = {name: kind(**{k: v for k, v in options.items() if k in keys[name]})
+                  for name, kind in parts.items()}
+        return cls(**nested, **{k: v for k, v in options.items() if k in run_keys})

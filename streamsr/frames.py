@@ -93,6 +93,7 @@ class Frame:
         image: the pixels; an ``av.VideoFrame`` right after decoding, an H×W×3 uint8 RGB array
             around inference, an ``av.VideoFrame`` again before encoding.
         colour: colour tags the frame was decoded with.
+        arrival: ``time.monotonic()`` when the decoder delivered it (latency is measured from here).
     """
 
     index: int
@@ -100,6 +101,7 @@ class Frame:
     time_base: Fraction
     image: Any
     colour: ColourTags
+    arrival: float = 0.0
 
     @property
     def time(self) -> float:
@@ -108,7 +110,7 @@ class Frame:
 
     def with_image(self, image: Any) -> "Frame":
         """A copy carrying new pixels (timing and tags unchanged)."""
-        return Frame(self.index, self.pts, self.time_base, image, self.colour)
+        return Frame(self.index, self.pts, self.time_base, image, self.colour, self.arrival)
 
 
 @dataclass(frozen=True, slots=True)

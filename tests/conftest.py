@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import threading
@@ -23,6 +24,8 @@ def _has_cuda() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     skips = {
+        "rtsp": (_gst_rtsp_available(), "GStreamer RTSP server not installed (gstreamer1.0-rtsp, "
+                                  "gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-ugly)"),
         "gpu": (_has_cuda(), "no CUDA GPU"),
         "tensorrt": (importlib.util.find_spec("tensorrt") is not None and _has_cuda(), "TensorRT not installed"),
     }
@@ -55,3 +58,72 @@ def small_clip(clip_dir) -> Path:
 
 SAMPLE = Path(__file__).resolve().parents[1] / "streamsr" / "data" / "sample.mp4"
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+
+
+@functools.lru_cache(maxsize=None)
+def _gst_rtsp_available() -> bool:
+    import subprocess
+
+    probe = ("import gi; gi.require_version('Gst','1.0'); gi.require_version('GstRtspServer','1.0'); "
+             "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+             "assert Gst.ElementFactory.find('x264enc')")
+    try:
+        return subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RtspServer:
+    """Debian's GStreamer RTSP server (tests/rtsp_server.py) as a subprocess."""
+
+    def __init__(self, port: int | None = None, **options):
+        self.port = port or free_port()
+        self.options = options
+        self.proc = None
+
+    def start(self) -> "RtspServer":
+        import subprocess
+        import time
+
+        args = ["/usr/bin/python3", str(Path(__file__).parent / "rtsp_server.py"), "--port", str(self.port)]
+        for key, value in self.options.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 30
+        line = self.proc.stdout.readline()
+        if "READY" not in line or time.monotonic() > deadline:
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start: {line!r}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def url(self, path: str = "cam", user: str | None = None, password: str | None = None) -> str:
+        creds = f"{user}:{password}@" if user else ""
+        return f"rtsp://{creds}127.0.0.1:{self.port}/{path}"
+
+
+@pytest.fixture
+def rtsp_server():
+    """Factory: rtsp_server(**options) starts a server; all are stopped after the test."""
+    servers = []
+
+    def start(**options) -> RtspServer:
+        server = RtspServer(**options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, EncodeError, OutputError
 from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
+from ..urls import is_url, mask_credentials, url_scheme
 from .source import SWS_FLAGS, sws_colorspace
 
 __all__ = ["SinkConfig", "Sink", "container_format", "check_encoder"]
@@ -32,20 +33,33 @@ _FORMATS = {
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
 
+_STREAM_FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv", "srt": "mpegts",
+                   "udp": "mpegts", "tcp": "mpegts", "rtp": "rtp_mpegts"}
+
+
 def container_format(path: str) -> str:
-    """FFmpeg muxer name for an output path (``-`` is MPEG-TS on stdout).
+    """FFmpeg muxer for an output: from a file's extension, a stream URL's scheme, ``.m3u8`` for
+    HLS; ``-`` is MPEG-TS on stdout.
 
     Raises:
-        ConfigError: unknown extension.
+        ConfigError: unknown extension or scheme.
     """
     if path == "-":
         return "mpegts"
-    ext = Path(path).suffix.lower()
+    scheme = url_scheme(path)
+    if scheme in _STREAM_FORMATS:
+        return _STREAM_FORMATS[scheme]
+    ext = Path(path.split("?")[0]).suffix.lower()
+    if ext == ".m3u8":
+        return "hls"
+    if scheme is not None and scheme != "file":
+        raise ConfigError(f"cannot write to {scheme}:// outputs; use a file, rtsp, rtmp, srt, udp or .m3u8")
     try:
         return _FORMATS[ext]
     except KeyError:
         raise ConfigError(
-            f"cannot tell the container from output {path!r}; use one of: {', '.join(sorted(_FORMATS))}"
+            f"cannot tell the container from output {path!r}; use one of: "
+            f"{', '.join(sorted(_FORMATS))}, .m3u8, or an rtsp/rtmp/srt/udp URL"
         ) from None
 
 
@@ -72,6 +86,11 @@ class SinkConfig:
         preset: encoder speed preset where it has one.
         pix_fmt: output pixel format (None = the input's when the encoder takes it, else yuv420p).
         threads: encoder threads (0 = FFmpeg chooses).
+        tune: encoder tune where it has one (live mode uses x264's "zerolatency").
+        gop: keyframe interval in frames (None = encoder default); live outputs want short ones.
+        hls_time: segment length in seconds for ``.m3u8`` outputs.
+        live: the output is a live recording/stream: fragmented MP4 (playable even if the process
+            is killed), rolling HLS playlist.
     """
 
     codec: str = "libx264"
@@ -79,10 +98,14 @@ class SinkConfig:
     preset: str | None = None
     pix_fmt: str | None = None
     threads: int = 0
+    tune: str | None = None
+    gop: int | None = None
+    hls_time: float = 2.0
+    live: bool = False
 
 
 def _even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
-    fmt = av.VideoFormat(pix_fmt)
+    fmt = av.VideoFormat(pix_fmt, width, height)  # plane sizes are only known for a given size
     cw = fmt.components[1].width if len(fmt.components) > 1 else width
     ch = fmt.components[1].height if len(fmt.components) > 1 else height
     w = width - width % 2 if fmt.is_planar and cw < width else width
@@ -123,11 +146,10 @@ class Sink:
         self._audio_in = list(audio_streams or [])
         self._final: Path | None = None
         self._partial: Path | None = None
-        if isinstance(dst, (str, os.PathLike)) and os.fspath(dst) != "-":
-            self._final = Path(dst)
-            self.format = format or container_format(str(dst))
-        else:
-            self.format = format or "mpegts"
+        text = os.fspath(dst) if isinstance(dst, (str, os.PathLike)) else None
+        self.format = format or (container_format(text) if text else "mpegts")
+        if text and text != "-" and not is_url(text) and self.format != "hls":
+            self._final = Path(text)  # a single file: written as .partial, renamed at the end
         self._dst = dst
         self._codec = check_encoder(config.codec)
         self.pix_fmt = self._choose_pix_fmt()
@@ -158,12 +180,28 @@ class Sink:
         return "yuv420p" if "yuv420p" in names else names[0]
 
     # -- opening -----------------------------------------------------------------------------
+    def _format_options(self) -> dict[str, str]:
+        cfg = self.config
+        if self.format == "hls":
+            opts = {"hls_time": f"{cfg.hls_time:g}", "hls_segment_type": "mpegts"}
+            if cfg.live:
+                opts.update(hls_list_size="10", hls_flags="delete_segments+independent_segments")
+            else:
+                opts.update(hls_list_size="0", hls_playlist_type="vod")
+            return opts
+        if self.format == "rtsp":
+            return {"rtsp_transport": "tcp"}
+        if self.format in ("mp4", "mov") and cfg.live:
+            return {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+        return {}
+
     def __enter__(self) -> "Sink":
         target = self._open_target()
         try:
-            self._container = av.open(target, mode="w", format=self.format)
+            self._container = av.open(target, mode="w", format=self.format, options=self._format_options())
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot write output {self._dst}: {exc}") from exc
+            where = mask_credentials(str(self._dst))
+            raise OutputError(mask_credentials(f"cannot write output {where}: {exc}")) from exc
         try:
             self._add_video()
             for stream in self._audio_in:
@@ -180,7 +218,11 @@ class Sink:
                 import sys
 
                 return sys.stdout.buffer
-            return self._dst
+            if self.format == "hls":
+                folder = Path(os.fspath(self._dst)).parent
+                if not folder.is_dir():
+                    raise OutputError(f"output folder does not exist: {folder}")
+            return os.fspath(self._dst) if isinstance(self._dst, os.PathLike) else self._dst
         parent = self._final.parent
         if not parent.is_dir():
             raise OutputError(f"output folder does not exist: {parent}")
@@ -206,7 +248,7 @@ class Sink:
         cc.color_trc = self.colour.transfer
         private = {o.name for o in cc.supported_options.private}
         options: dict[str, str] = {}
-        for key, value, default in (("crf", cfg.crf, 18), ("preset", cfg.preset, None)):
+        for key, value, default in (("crf", cfg.crf, 18), ("preset", cfg.preset, None), ("tune", cfg.tune, None)):
             if value is not None and key not in private:
                 raise ConfigError(f"encoder {cfg.codec} has no {key!r} option; leave --{key} unset")
             if value is None and key in private and default is not None and cfg.codec in ("libx264", "libx265"):
@@ -215,6 +257,8 @@ class Sink:
                 options[key] = str(value)
         if cfg.codec == "libx265":
             options.setdefault("x265-params", "log-level=error")
+        if cfg.gop:
+            cc.gop_size = cfg.gop
         cc.options = options
         self._video = stream
 
@@ -291,7 +335,7 @@ class Sink:
         except av.FFmpegError as exc:
             self._failed = True
             index = item.index if isinstance(item, Frame) else None
-            raise EncodeError(f"encoding failed: {exc}", index) from exc
+            raise EncodeError(mask_credentials(f"encoding failed: {exc}"), index) from exc
 
     def _write_audio(self, item: PassThrough) -> None:
         entry = self._audio_map.get(item.stream_index)
@@ -330,13 +374,13 @@ class Sink:
                             self._container.mux(p)
         except av.FFmpegError as exc:
             self._failed = True
-            error = EncodeError(f"flushing the encoder failed: {exc}")
+            error = EncodeError(mask_credentials(f"flushing the encoder failed: {exc}"))
         finally:
             try:
                 self._container.close()
             except av.FFmpegError as exc:
                 self._failed = True
-                error = error or EncodeError(f"finalizing the output failed: {exc}")
+                error = error or EncodeError(mask_credentials(f"finalizing the output failed: {exc}"))
             self._container = None
             self._finish_file()
         if error is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -16,6 +18,7 @@ import av
 import numpy as np
 
 from ..errors import DecodeError, InputNotFoundError, MediaError
+from ..urls import mask_credentials
 from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
 
 __all__ = ["Source", "to_rgb", "sws_colorspace", "SWS_FLAGS"]
@@ -39,14 +42,37 @@ class _DecoderLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name == self.logger_name:
             self.count += 1
-            self.last = record.getMessage().strip()
+            self.last = mask_credentials(record.getMessage().strip())
+
+
+_FFMPEG_LOG = logging.getLogger("streamsr.ffmpeg")
+_FFMPEG_LOG.addHandler(logging.NullHandler())
+_ROUTED = threading.Lock()
+
+
+class _MaskingForwarder(logging.Handler):
+    """Re-emits PyAV's "libav.*" records on "streamsr.ffmpeg" with URL credentials masked."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _FFMPEG_LOG.log(record.levelno, "%s: %s", record.name, mask_credentials(record.getMessage().strip()))
 
 
 def _forward_ffmpeg_errors() -> None:
-    # PyAV leaves FFmpeg printing straight to stderr until a level is set; from then on FFmpeg's
-    # messages go to the "libav" Python logger, where sources count them instead of printing.
-    if av.logging.get_level() is None:
-        av.logging.set_level(av.logging.ERROR)
+    """Route FFmpeg's messages through Python logging (once per process).
+
+    PyAV leaves FFmpeg printing straight to stderr until a level is set. From here on its error
+    messages go to the "libav" logger, where sources count them; they do not propagate as they
+    are (FFmpeg quotes URLs, passwords included) but are re-emitted, masked, on "streamsr.ffmpeg".
+    """
+    with _ROUTED:
+        libav = logging.getLogger("libav")
+        if any(isinstance(h, _MaskingForwarder) for h in libav.handlers):
+            return
+        if av.logging.get_level() is None:
+            av.logging.set_level(av.logging.ERROR)
+        libav.addHandler(_MaskingForwarder())
+        libav.propagate = False
+
 
 # AVColorSpace -> swscale's SWS_CS_* table index (BT.601 where swscale has nothing better).
 _SWS_CS = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
@@ -83,6 +109,9 @@ class Source:
         decode_threads: decoder threads (0 = FFmpeg chooses).
         options: FFmpeg format options (e.g. ``{"rtsp_transport": "tcp"}``).
         audio: forward audio packets for remuxing.
+        format: FFmpeg demuxer name when it can't be guessed (``v4l2`` for /dev/video*).
+        timeout: (open, read) seconds after which a blocking network open or read gives up
+            (PyAV's interrupt callback, a watchdog that works for every protocol); None = wait.
 
     Attributes:
         info: :class:`VideoInfo`, set on ``__enter__``.
@@ -99,11 +128,15 @@ class Source:
         decode_threads: int = 0,
         options: dict[str, str] | None = None,
         audio: bool = True,
+        timeout: tuple[float, float] | None = None,
+        format: str | None = None,
     ):
         self.src = src
         self.decode_threads = decode_threads
         self.options = dict(options or {})
         self.audio = audio
+        self.timeout = timeout
+        self.format = format
         self._raised_errors = 0
         self._raised_last: str | None = None
         self._log: _DecoderLog | None = None
@@ -115,8 +148,9 @@ class Source:
 
     @property
     def name(self) -> str:
-        """Printable name of the input."""
-        return self.src if isinstance(self.src, str) else getattr(self.src, "name", "<stream>")
+        """Printable name of the input (credentials masked)."""
+        name = self.src if isinstance(self.src, str) else getattr(self.src, "name", "<stream>")
+        return mask_credentials(str(name))
 
     @property
     def decode_errors(self) -> int:
@@ -149,10 +183,12 @@ class Source:
 
     def __enter__(self) -> "Source":
         target = self._open_target()
+        _forward_ffmpeg_errors()
         try:
-            self._container = av.open(target, mode="r", options=self.options)
+            self._container = av.open(target, mode="r", format=self.format, options=self.options,
+                                      timeout=self.timeout)
         except av.FFmpegError as exc:
-            raise MediaError(f"cannot open {self.name} as a video: {exc}") from exc
+            raise MediaError(mask_credentials(f"cannot open {self.name} as a video: {exc}")) from exc
         try:
             self._setup()
         except BaseException:
@@ -171,7 +207,6 @@ class Source:
         if not cc.width or not cc.height:
             raise MediaError(f"{self.name}: video stream has no frame size (unsupported or corrupt)")
         self._video = vs
-        _forward_ffmpeg_errors()
         self._log = _DecoderLog(cc.name)
         self.audio_streams = list(c.streams.audio) if self.audio else []
         rate = vs.average_rate or vs.guessed_rate
@@ -234,9 +269,10 @@ class Source:
                     last_pts = pts
                     self.corrupt_frames += bool(frame.is_corrupt)
                     self.frames_decoded += 1
-                    yield Frame(self.frames_decoded - 1, pts, tb, frame, self._frame_colour(frame))
+                    yield Frame(self.frames_decoded - 1, pts, tb, frame, self._frame_colour(frame),
+                                time.monotonic())
         except av.FFmpegError as exc:
-            raise DecodeError(f"reading {self.name} failed: {exc}", self.frames_decoded) from exc
+            raise DecodeError(mask_credentials(f"reading {self.name} failed: {exc}"), self.frames_decoded) from exc
         finally:
             libav.removeHandler(self._log)
 

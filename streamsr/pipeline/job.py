@@ -1,31 +1,75 @@
-"""One file-to-file (or pipe-to-pipe) upscaling run: Source → stages on threads → Sink."""
+"""One upscaling run: a source (file, pipe or live stream) → stages on threads → a sink."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import threading
 import time
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ..backends import create_backend
 from ..config import RunConfig
 from ..errors import ConfigError, MediaError
-from ..frames import PassThrough
-from ..io.sink import Sink, check_encoder, container_format
+from ..frames import Frame, PassThrough
+from ..io.live import LiveSource
+from ..io.sink import Sink, SinkConfig, check_encoder, container_format
 from ..io.source import Source
 from ..models.registry import get_model
+from ..urls import is_live_input
 from .runner import Runner, Stage
 from .stages import EncodeStage, InferStage, ToFrameStage, ToTensorStage
-from .stats import RunStats, StageStats
+from .stats import LatencyStats, RunStats, StageStats
 
-__all__ = ["upscale_video", "build_stages", "run_sequential", "Progress"]
+__all__ = ["upscale_video", "build_stages", "run_sequential", "Progress", "RunHandle"]
 
-#: progress(frames_done, frames_total_or_None) — called from the encoder thread.
-Progress = Callable[[int, "int | None"], None]
+#: progress(handle) — called from the encoder thread after each frame; must be quick.
+Progress = Callable[["RunHandle"], None]
 
 
-def build_stages(backend, sink: Sink, config: RunConfig) -> list[Stage]:
+class RunHandle:
+    """Live view of a run in progress (for progress lines and the /metrics endpoint).
+
+    Attributes:
+        name: label (the input, credentials masked).
+        frames_out: frames encoded so far.
+        total: expected frame count, or None (live, or unknown).
+        latency: :class:`LatencyStats`.
+        runner: the :class:`Runner` (per-stage stats, drops) once started.
+        source: the source (reconnects, decode errors).
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.frames_out = 0
+        self.total: int | None = None
+        self.latency = LatencyStats()
+        self.runner: Runner | None = None
+        self.source = None
+        self.started = time.monotonic()
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped so far (live mode)."""
+        return sum(s.dropped for s in self.runner.stats) if self.runner else 0
+
+    @property
+    def frames_in(self) -> int:
+        """Frames decoded so far."""
+        return self.source.frames_decoded if self.source else 0
+
+    @property
+    def reconnects(self) -> int:
+        """Reconnections of a live source so far."""
+        return getattr(self.source, "reconnects", 0)
+
+
+def build_stages(backend, sink: Sink, config: RunConfig, *, realtime: bool = False,
+                 latency: LatencyStats | None = None) -> list[Stage]:
     """The stage chain after decoding: preprocess → infer → postprocess → encode."""
-    return [ToTensorStage(), InferStage(backend, config.batch_size), ToFrameStage(sink), EncodeStage(sink)]
+    max_latency = config.max_latency if realtime else None
+    return [ToTensorStage(), InferStage(backend, config.batch_size, max_latency=max_latency),
+            ToFrameStage(sink), EncodeStage(sink, latency)]
 
 
 def run_sequential(source, stages: list[Stage]) -> StageStats:
@@ -52,6 +96,52 @@ def _push(stages: list[Stage], item) -> None:
         _push(stages[1:], out)
 
 
+def _bounded(items: Iterable, max_frames: int | None, duration: float | None,
+             pace: bool, stop: threading.Event) -> Iterator:
+    """Stop after ``max_frames`` frames or ``duration`` seconds of media time; with ``pace``,
+    release frames no faster than their timestamps (a file played as if it were live)."""
+    frames, first, start = 0, None, time.monotonic()
+    for item in items:
+        if isinstance(item, Frame):
+            if first is None:
+                first = item.time
+            if duration is not None and item.time - first >= duration:
+                return
+            if pace:
+                wait = (item.time - first) - (time.monotonic() - start)
+                if wait > 0 and stop.wait(wait):
+                    return
+                item = dataclasses.replace(item, arrival=time.monotonic())
+        yield item
+        if isinstance(item, Frame):
+            frames += 1
+            if max_frames is not None and frames >= max_frames:
+                return
+
+
+def _sink_config(config: RunConfig, realtime: bool, info) -> SinkConfig:
+    """Live outputs: fast preset, zero-latency tune, one keyframe a second (HLS segments and
+    players joining mid-stream need them), fragmented MP4; unless the user chose otherwise."""
+    sink = config.sink
+    if not realtime:
+        return sink
+    changes: dict = {"live": True}
+    if sink.codec in ("libx264", "libx265"):
+        changes.update(preset=sink.preset or "veryfast", tune=sink.tune or "zerolatency")
+    if sink.gop is None:
+        changes["gop"] = max(1, round(info.frame_rate or 25))
+    return dataclasses.replace(sink, **changes)
+
+
+def _check_paths(src, dst) -> None:
+    if not isinstance(dst, (str, os.PathLike)):
+        return
+    container_format(os.fspath(dst))
+    if isinstance(src, (str, os.PathLike)) and "-" not in (os.fspath(src), os.fspath(dst)):
+        if os.path.abspath(src) == os.path.abspath(dst):
+            raise ConfigError(f"output {os.fspath(dst)!r} is the input file; choose another name")
+
+
 def upscale_video(
     src: str | os.PathLike | BinaryIO,
     dst: str | os.PathLike | BinaryIO,
@@ -59,16 +149,27 @@ def upscale_video(
     *,
     progress: Progress | None = None,
     stop_after: int | None = None,
+    duration: float | None = None,
+    backend=None,
+    handle: RunHandle | None = None,
+    stop_event: threading.Event | None = None,
 ) -> RunStats:
-    """Upscale a whole video: every frame once, same timestamps, audio copied, colour kept.
+    """Upscale a video or a live stream.
+
+    Files: every frame once, same timestamps, audio copied, colour kept. Live inputs (rtsp, ...):
+    reconnects, timestamps follow capture time, frames too late for ``config.max_latency`` dropped.
 
     Args:
         src: input path/URL, ``"-"`` for stdin, or a binary file object.
-        dst: output path (container from its extension), ``"-"`` for MPEG-TS on stdout, or a
-            binary file object (MPEG-TS).
+        dst: output path (container from its extension), stream URL, ``dir/index.m3u8``, ``"-"``
+            for MPEG-TS on stdout, or a binary file object (MPEG-TS).
         config: the run's settings.
-        progress: called after each encoded frame with (done, total or None).
-        stop_after: stop reading after this many frames (a bounded run; not an error).
+        progress: called with the :class:`RunHandle` after each encoded frame.
+        stop_after: stop after this many frames (a bounded run; not an error).
+        duration: stop after this many seconds of video (live: of capture time).
+        backend: an already-loaded backend to share (several cameras); None loads one.
+        handle: a :class:`RunHandle` to fill (for a metrics endpoint); None makes one.
+        stop_event: setting it ends the run gracefully, like Ctrl-C.
 
     Returns:
         :class:`RunStats`. ``interrupted`` is True when Ctrl-C/SIGTERM ended the run early; the
@@ -79,44 +180,58 @@ def upscale_video(
     """
     spec = get_model(config.model, config.scale)
     check_encoder(config.sink.codec)
-    if isinstance(dst, (str, os.PathLike)):
-        container_format(os.fspath(dst))
-        if isinstance(src, (str, os.PathLike)) and os.fspath(src) not in ("-",) and os.fspath(dst) != "-":
-            if os.path.abspath(src) == os.path.abspath(dst):
-                raise ConfigError(f"output {os.fspath(dst)!r} is the input file; choose another name")
-    with Source(src, decode_threads=config.decode_threads, audio=config.audio) as source:
+    _check_paths(src, dst)
+    text = os.fspath(src) if isinstance(src, (str, os.PathLike)) else None
+    live_input = bool(text) and is_live_input(text)
+    realtime = live_input if config.realtime is None else config.realtime
+    stop = stop_event or threading.Event()
+    named_by_caller = handle is not None
+    handle = handle or RunHandle(text or "<stream>")
+    if live_input:
+        source = LiveSource(text, config.live, stop=stop, decode_threads=config.decode_threads)
+    else:
+        source = Source(src, decode_threads=config.decode_threads, audio=config.audio and not realtime)
+    handle.source = source
+    with source:
         info = source.info
-        backend = create_backend(config.backend, spec, config.scale, device=config.device,
-                                 precision=config.precision, weights=config.weights)
+        handle.total = info.frame_count
+        if not named_by_caller:
+            handle.name = source.name
+        sink_config = _sink_config(config, realtime, info)
+        own_backend = backend is None
+        if own_backend:
+            backend = create_backend(config.backend, spec, config.scale, device=config.device,
+                                     precision=config.precision, weights=config.weights)
         try:
             sink = Sink(dst, info, info.width * config.scale, info.height * config.scale,
-                        config.sink, source.audio_streams)
+                        sink_config, source.audio_streams)
             with sink:
-                done = [0]
-
                 def on_item(_item) -> None:
-                    done[0] += 1
+                    handle.frames_out += 1
                     if progress is not None:
-                        progress(done[0], info.frame_count)
+                        progress(handle)
 
-                items = _limited(source, stop_after)
-                runner = Runner(items, build_stages(backend, sink, config),
-                                queue_size=config.queue_size, on_item=on_item)
+                items = _bounded(source, stop_after, duration, pace=realtime and not live_input, stop=stop)
+                stages = build_stages(backend, sink, config, realtime=realtime, latency=handle.latency)
+                runner = Runner(items, stages, queue_size=config.queue_size,
+                                on_item=on_item, live=realtime, stop_event=stop)
+                handle.runner = runner
                 interrupted = False
                 try:
                     runner.run()
                 except KeyboardInterrupt:
                     interrupted = True
         finally:
-            backend.close()
+            if own_backend:
+                backend.close()
     stats = RunStats(
         frames_in=source.frames_decoded, frames_out=sink.frames_written,
         wall_seconds=runner.wall_seconds, stages=runner.stats, decode_errors=source.decode_errors,
-        corrupt_frames=source.corrupt_frames,
-        interrupted=interrupted, notices=list(sink.notices),
+        corrupt_frames=source.corrupt_frames, interrupted=interrupted, notices=list(sink.notices),
+        realtime=realtime, reconnects=handle.reconnects, latency=handle.latency.summary(),
         extra={"model": spec.name, "scale": config.scale, "backend": getattr(backend, "name", "?"),
-               "input": {"width": info.width, "height": info.height, "codec": info.codec,
-                         "pix_fmt": info.pix_fmt},
+               "input": {"name": source.name, "width": info.width, "height": info.height,
+                         "codec": info.codec, "pix_fmt": info.pix_fmt},
                "output": {"width": sink.width, "height": sink.height, "codec": config.sink.codec,
                           "pix_fmt": sink.pix_fmt}},
     )
@@ -125,19 +240,8 @@ def upscale_video(
             f"input is damaged: {source.decode_errors} decode error(s), {source.corrupt_frames} frame(s) "
             f"flagged corrupt; decoding went on (last FFmpeg error: {source.last_decode_error})"
         )
+    if live_input and source.reconnects:
+        stats.notices.append(f"the stream dropped and came back {source.reconnects} time(s)")
     if sink.frames_written == 0 and not interrupted:
         raise MediaError(f"no video frame could be decoded from {source.name}")
     return stats
-
-
-def _limited(source, limit: int | None):
-    if limit is None:
-        yield from source
-        return
-    frames = 0
-    for item in source:
-        yield item
-        if not isinstance(item, PassThrough):
-            frames += 1
-            if frames >= limit:
-                return

@@ -14,10 +14,10 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from ..frames import PassThrough
+from ..frames import Frame, PassThrough
 from .stats import StageStats
 
-__all__ = ["Stage", "FnStage", "Runner", "END"]
+__all__ = ["Stage", "FnStage", "Runner", "END", "DropOldestQueue"]
 
 
 class _End:
@@ -29,11 +29,41 @@ END = _End()
 _POLL = 0.05  # seconds between checks of the abort flag while blocked on a queue
 
 
+class DropOldestQueue(queue.Queue):
+    """A bounded queue whose :meth:`put_or_drop` makes room by discarding the oldest *frame*
+    (never a pass-through packet or the end marker): live mode's policy, so waiting frames
+    never pile up behind a slow stage."""
+
+    def put_or_drop(self, item: Any) -> Any | None:
+        """Put without blocking; return the frame dropped to make room, or None.
+
+        Raises:
+            queue.Full: the queue is full of items that must not be dropped.
+        """
+        with self.not_full:
+            dropped = None
+            if self._qsize() >= self.maxsize > 0:
+                for i, old in enumerate(self.queue):
+                    if isinstance(old, Frame):
+                        dropped = old
+                        del self.queue[i]
+                        break
+                else:
+                    raise queue.Full
+            self._put(item)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()
+            return dropped
+
+
 class Stage:
     """One step of the pipeline. Subclasses override :meth:`process` and maybe :meth:`flush`.
 
     Args:
         name: label in stats and errors.
+
+    Attributes:
+        stats: this stage's :class:`StageStats`, given by the Runner (a stage may count drops).
     """
 
     #: True when :meth:`process` wants PassThrough items (the sink); others forward them untouched.
@@ -41,6 +71,7 @@ class Stage:
 
     def __init__(self, name: str):
         self.name = name
+        self.stats = StageStats(name)
 
     def process(self, item: Any) -> Iterable[Any]:
         """Handle one item; return (or yield) zero or more items for the next stage."""
@@ -76,6 +107,9 @@ class Runner:
         queue_size: bound of every queue between threads.
         on_item: called on the last stage's thread after each frame it consumed (progress);
             must be quick.
+        live: drop the oldest waiting frame instead of blocking when a queue is full (counted in
+            each receiving stage's ``dropped``); file mode (False) never drops.
+        stop_event: the event :meth:`stop` sets (share it with a source that waits on it).
 
     Attributes:
         stats: one :class:`StageStats` per thread, source first.
@@ -88,6 +122,8 @@ class Runner:
         *,
         queue_size: int = 8,
         on_item: Callable[[Any], None] | None = None,
+        live: bool = False,
+        stop_event: threading.Event | None = None,
     ):
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -95,12 +131,13 @@ class Runner:
         self.stages = stages
         self.queue_size = queue_size
         self.on_item = on_item
-        self._stop = threading.Event()
+        self.live = live
+        self._stop = stop_event or threading.Event()
         self._abort = threading.Event()
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self.stats = [StageStats("decode")] + [StageStats(s.name) for s in stages]
+        self.stats = [StageStats("decode")] + [s.stats for s in stages]
         self.wall_seconds = 0.0
 
     # -- control -----------------------------------------------------------------------------
@@ -124,7 +161,14 @@ class Runner:
         self.abort()
 
     # -- queues ------------------------------------------------------------------------------
-    def _put(self, q: queue.Queue, item: Any) -> bool:
+    def _put(self, q: queue.Queue, item: Any, stats: StageStats | None = None) -> bool:
+        if self.live and item is not END and isinstance(q, DropOldestQueue):
+            try:
+                if q.put_or_drop(item) is not None and stats is not None:
+                    stats.add_drop()
+                return True
+            except queue.Full:
+                pass  # only undroppable items waiting: block like file mode
         while not self._abort.is_set():
             try:
                 q.put(item, timeout=_POLL)
@@ -142,7 +186,7 @@ class Runner:
         return END
 
     # -- threads -----------------------------------------------------------------------------
-    def _run_source(self, out: queue.Queue, stats: StageStats) -> None:
+    def _run_source(self, out: queue.Queue, stats: StageStats, receiver: StageStats) -> None:
         try:
             iterator: Iterator[Any] = iter(self.source)
             while not self._stop.is_set():
@@ -152,14 +196,15 @@ class Runner:
                 except StopIteration:
                     break
                 stats.add(time.perf_counter() - t0, 0 if isinstance(item, PassThrough) else 1)
-                if not self._put(out, item):
+                if not self._put(out, item, receiver):
                     return
         except BaseException as exc:  # relayed to the caller by run()
             self._fail(exc)
         finally:
             self._put(out, END)
 
-    def _run_stage(self, stage: Stage, inq: queue.Queue, out: queue.Queue | None, stats: StageStats) -> None:
+    def _run_stage(self, stage: Stage, inq: queue.Queue, out: queue.Queue | None, stats: StageStats,
+                   receiver: StageStats | None) -> None:
         last = out is None
         try:
             while True:
@@ -179,7 +224,7 @@ class Runner:
                         self.on_item(item)
                     continue
                 for r in results:
-                    if not self._put(out, r):
+                    if not self._put(out, r, receiver):
                         return
             if self._abort.is_set():
                 return
@@ -202,13 +247,15 @@ class Runner:
         A KeyboardInterrupt in the caller stops the source gracefully and waits for the stages
         to drain; a second one aborts.
         """
-        queues = [queue.Queue(self.queue_size) for _ in self.stages]
-        threads = [threading.Thread(target=self._run_source, args=(queues[0], self.stats[0]),
+        queues = [DropOldestQueue(self.queue_size) for _ in self.stages]
+        threads = [threading.Thread(target=self._run_source, args=(queues[0], self.stats[0], self.stats[1]),
                                     name="streamsr-decode", daemon=True)]
         for i, stage in enumerate(self.stages):
-            out = queues[i + 1] if i + 1 < len(self.stages) else None
+            last = i + 1 == len(self.stages)
+            out = None if last else queues[i + 1]
+            receiver = None if last else self.stats[i + 2]
             threads.append(threading.Thread(
-                target=self._run_stage, args=(stage, queues[i], out, self.stats[i + 1]),
+                target=self._run_stage, args=(stage, queues[i], out, self.stats[i + 1], receiver),
                 name=f"streamsr-{stage.name}", daemon=True))
         self._threads = threads
         start = time.perf_counter()

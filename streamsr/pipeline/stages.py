@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
 import numpy as np
@@ -10,6 +11,7 @@ from ..frames import Frame, PassThrough
 from ..io.sink import Sink
 from ..io.source import to_rgb
 from .runner import Stage
+from .stats import LatencyStats
 
 __all__ = ["ToTensorStage", "InferStage", "ToFrameStage", "EncodeStage"]
 
@@ -35,15 +37,19 @@ class InferStage(Stage):
         batch_size: frames per inference call.
         extra: constant extra inputs per pixel (degradation maps) keyed by input name, as
             callables ``(n, h, w) -> array``; empty for plain models.
+        max_latency: live mode: frames older than this (seconds since they were decoded) are
+            dropped before inference (counted in ``stats.dropped``): they could only be late.
     """
 
-    def __init__(self, backend, batch_size: int = 1, extra: dict | None = None):
+    def __init__(self, backend, batch_size: int = 1, extra: dict | None = None,
+                 max_latency: float | None = None):
         super().__init__("infer")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.backend = backend
         self.batch_size = batch_size
         self.extra = extra or {}
+        self.max_latency = max_latency
         self._held: list[Frame] = []
 
     def _run(self) -> list[Frame]:
@@ -57,6 +63,9 @@ class InferStage(Stage):
         return [f.with_image(o) for f, o in zip(frames, out)]
 
     def process(self, item: Frame) -> Iterable[Frame]:
+        if self.max_latency is not None and time.monotonic() - item.arrival > self.max_latency:
+            self.stats.add_drop()
+            return []
         done: list[Frame] = []
         if self._held and self._held[0].image.shape != item.image.shape:
             done = self._run()  # size changed mid-stream: never mix sizes in one batch
@@ -84,14 +93,17 @@ class ToFrameStage(Stage):
 
 
 class EncodeStage(Stage):
-    """Encodes frames and muxes audio packets (the last stage)."""
+    """Encodes frames and muxes audio packets (the last stage); records capture-to-encode latency."""
 
     handles_passthrough = True
 
-    def __init__(self, sink: Sink):
+    def __init__(self, sink: Sink, latency: LatencyStats | None = None):
         super().__init__("encode")
         self.sink = sink
+        self.latency = latency
 
     def process(self, item: Frame | PassThrough) -> Iterable[Frame]:
         self.sink.write(item)
+        if self.latency is not None and isinstance(item, Frame):
+            self.latency.add(time.monotonic() - item.arrival)
         return ()

@@ -3,9 +3,43 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["StageStats", "RunStats"]
+import numpy as np
+
+__all__ = ["StageStats", "RunStats", "LatencyStats"]
+
+
+class LatencyStats:
+    """Capture-to-encode latency: percentiles over a recent window, and the maximum ever seen.
+
+    Args:
+        window: how many recent frames the percentiles cover (bounded memory for 24/7 runs).
+    """
+
+    def __init__(self, window: int = 2048):
+        self._recent: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+        self.max = 0.0
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        """Record one frame's latency."""
+        with self._lock:
+            self._recent.append(seconds)
+            self.max = max(self.max, seconds)
+            self.count += 1
+
+    def summary(self) -> dict:
+        """p50/p95/max in milliseconds (None before the first frame)."""
+        with self._lock:
+            values = np.array(self._recent)
+        if not len(values):
+            return {"p50_ms": None, "p95_ms": None, "max_ms": None, "frames": 0}
+        p50, p95 = np.percentile(values, [50, 95])
+        return {"p50_ms": round(p50 * 1000, 1), "p95_ms": round(p95 * 1000, 1),
+                "max_ms": round(self.max * 1000, 1), "frames": self.count}
 
 
 @dataclass
@@ -19,6 +53,7 @@ class StageStats:
     name: str
     busy_seconds: float = 0.0
     items: int = 0
+    dropped: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, seconds: float, items: int) -> None:
@@ -26,6 +61,11 @@ class StageStats:
         with self._lock:
             self.busy_seconds += seconds
             self.items += items
+
+    def add_drop(self, n: int = 1) -> None:
+        """Record frames dropped before this stage (live mode: queue full, or too late)."""
+        with self._lock:
+            self.dropped += n
 
     @property
     def fps(self) -> float | None:
@@ -36,7 +76,7 @@ class StageStats:
         """JSON-ready view."""
         fps = self.fps
         return {"name": self.name, "frames": self.items, "busy_s": round(self.busy_seconds, 4),
-                "fps": round(fps, 3) if fps else None}
+                "fps": round(fps, 3) if fps else None, "dropped": self.dropped}
 
 
 @dataclass
@@ -48,6 +88,9 @@ class RunStats:
         frames_out: frames encoded.
         wall_seconds: run time.
         stages: per-stage stats.
+        realtime: live mode (drop-oldest queues, latency bound).
+        reconnects: times a live input came back after dropping.
+        latency: capture-to-encode latency summary (:meth:`LatencyStats.summary`).
         decode_errors: decode errors (failed packets and FFmpeg's concealed-damage messages).
         corrupt_frames: frames FFmpeg flagged as corrupt.
         notices: remarks for the user.
@@ -61,6 +104,9 @@ class RunStats:
     decode_errors: int = 0
     corrupt_frames: int = 0
     interrupted: bool = False
+    realtime: bool = False
+    reconnects: int = 0
+    latency: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
@@ -68,6 +114,11 @@ class RunStats:
     def fps(self) -> float:
         """End-to-end frames per second."""
         return self.frames_out / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped in live mode (queues full or too late for --max-latency)."""
+        return sum(s.dropped for s in self.stages)
 
     @property
     def efficiency(self) -> float | None:
@@ -83,6 +134,9 @@ class RunStats:
             "wall_s": round(self.wall_seconds, 4), "fps": round(self.fps, 3),
             "efficiency": round(eff, 3) if eff else None, "decode_errors": self.decode_errors,
             "corrupt_frames": self.corrupt_frames,
+            "input_fps": round(self.frames_in / self.wall_seconds, 3) if self.wall_seconds else 0.0,
+            "dropped": self.dropped, "realtime": self.realtime, "reconnects": self.reconnects,
+            "latency": self.latency,
             "interrupted": self.interrupted, "stages": [s.as_dict() for s in self.stages],
             "notices": self.notices, **self.extra,
         }

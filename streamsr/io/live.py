@@ -1,0 +1,208 @@
+"""Live inputs that survive drops: read watchdog, reconnect with exponential backoff, timestamps
+that stay monotonic and follow capture time across gaps.
+
+Output timestamps are in 1/90000 s from the first frame of the run. Within one connection they
+follow the stream's own pts (the camera's capture clock) anchored to the local clock at the
+connection's first frame; after a reconnect the new anchor is the local clock, so a 10-second
+outage shows as a 10-second gap in the recording, never as a jump back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import av
+
+from ..errors import ConfigError, MediaError
+from ..frames import Frame, VideoInfo
+from ..urls import mask_credentials, url_scheme
+from .source import Source
+
+__all__ = ["LiveConfig", "LiveSource", "LIVE_TIME_BASE"]
+
+LIVE_TIME_BASE = Fraction(1, 90000)
+_REANCHOR_S = 5.0  # a stream clock this far from the local clock is a discontinuity
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveConfig:
+    """How a live input is read.
+
+    Args:
+        reconnect: reopen the stream when it drops or stalls.
+        reconnect_max_wait: give up when the stream stays away this many seconds (0 = never).
+        backoff_initial, backoff_max: first and largest pause between reconnect attempts (doubling).
+        open_timeout: seconds a connection attempt may take.
+        read_timeout: watchdog: no data for this long counts as a dropped stream.
+        rtsp_transport: "tcp" or "udp" for rtsp:// inputs.
+    """
+
+    reconnect: bool = True
+    reconnect_max_wait: float = 300.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    open_timeout: float = 10.0
+    read_timeout: float = 5.0
+    rtsp_transport: str = "tcp"
+
+    def __post_init__(self) -> None:
+        if self.rtsp_transport not in ("tcp", "udp"):
+            raise ConfigError(f"--rtsp-transport must be tcp or udp, got {self.rtsp_transport!r}")
+        if self.read_timeout <= 0 or self.open_timeout <= 0:
+            raise ConfigError("timeouts must be positive")
+
+
+class LiveSource:
+    """A reconnecting live input; iterate it like :class:`Source` (video frames only).
+
+    Args:
+        url: stream URL or device.
+        config: :class:`LiveConfig`.
+        stop: event that ends waiting and reading (set by the runner's stop).
+        decode_threads: decoder threads.
+
+    Attributes:
+        info: :class:`VideoInfo` of the first connection (time base 1/90000).
+        reconnects: successful reconnections so far.
+        last_error: why the stream last dropped (credentials masked).
+    """
+
+    def __init__(self, url: str, config: LiveConfig = LiveConfig(), *, stop: threading.Event | None = None,
+                 decode_threads: int = 0):
+        self.url = url
+        self.config = config
+        self.stop_event = stop or threading.Event()
+        self.decode_threads = decode_threads
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.frames_decoded = 0
+        self.resized_frames = 0
+        self._errors_before = 0
+        self._corrupt_before = 0
+        self._session: Source | None = None
+        self.info: VideoInfo | None = None
+        self.audio_streams: list = []
+        self._t0: float | None = None
+        self._last_pts = -1
+
+    @property
+    def name(self) -> str:
+        """The URL with credentials masked."""
+        return mask_credentials(self.url)
+
+    @property
+    def decode_errors(self) -> int:
+        """Decode errors over every connection."""
+        return self._errors_before + (self._session.decode_errors if self._session else 0)
+
+    @property
+    def corrupt_frames(self) -> int:
+        """Frames flagged corrupt over every connection."""
+        return self._corrupt_before + (self._session.corrupt_frames if self._session else 0)
+
+    @property
+    def last_decode_error(self) -> str | None:
+        """FFmpeg's words for the latest decode problem."""
+        return self._session.last_decode_error if self._session else None
+
+    def _options(self) -> dict[str, str]:
+        options = {"fflags": "nobuffer"}  # don't hold packets back while probing: lower latency
+        if url_scheme(self.url) in ("rtsp", "rtsps"):
+            options["rtsp_transport"] = self.config.rtsp_transport
+        return options
+
+    def _open(self) -> Source:
+        src = Source(self.url, decode_threads=self.decode_threads, options=self._options(), audio=False,
+                     timeout=(self.config.open_timeout, self.config.read_timeout),
+                     format="v4l2" if self.url.startswith("/dev/video") else None)
+        return src.__enter__()
+
+    def _connect(self) -> Source | None:
+        """Open, retrying with backoff until it works, the wait limit passes, or a stop."""
+        started = time.monotonic()
+        pause = self.config.backoff_initial
+        while True:
+            try:
+                return self._open()
+            except MediaError as exc:
+                self.last_error = str(exc)
+                if not self.config.reconnect:
+                    raise
+            limit = self.config.reconnect_max_wait
+            waited = time.monotonic() - started
+            if limit and waited + pause > limit:
+                raise MediaError(
+                    f"{self.name}: no stream for {waited:.0f}s (limit --reconnect-max-wait {limit:g}s); "
+                    f"last error: {self.last_error}"
+                )
+            if self.stop_event.wait(pause):
+                return None
+            pause = min(pause * 2, self.config.backoff_max)
+
+    def __enter__(self) -> "LiveSource":
+        self._session = self._connect()
+        if self._session is None:
+            raise MediaError(f"{self.name}: stopped before the stream opened")
+        i = self._session.info
+        self.info = VideoInfo(width=i.width, height=i.height, time_base=LIVE_TIME_BASE, frame_rate=i.frame_rate,
+                              frame_count=None, codec=i.codec, pix_fmt=i.pix_fmt, colour=i.colour, duration=None)
+        return self
+
+    def _retire(self) -> None:
+        if self._session is not None:
+            self._errors_before += self._session.decode_errors
+            self._corrupt_before += self._session.corrupt_frames
+            self._session.close()
+            self._session = None
+
+    def close(self) -> None:
+        """Close the current connection."""
+        self._retire()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self.stop_event.is_set():
+            session = self._session
+            anchor: tuple[float, float] | None = None  # (stream seconds, local seconds)
+            try:
+                for item in session:
+                    if not isinstance(item, Frame):
+                        continue
+                    frame, anchor = self._retime(item, anchor)
+                    yield frame
+                    if self.stop_event.is_set():
+                        return
+                self.last_error = "the stream ended"
+            except MediaError as exc:
+                self.last_error = str(exc)
+            if self.stop_event.is_set() or not self.config.reconnect:
+                return
+            self._retire()
+            self._session = self._connect()
+            if self._session is None:
+                return
+            self.reconnects += 1
+
+    def _retime(self, item: Frame, anchor):
+        now = item.arrival
+        stream_t = float(item.pts * item.time_base)
+        if anchor is None or abs((anchor[1] + stream_t - anchor[0]) - now) > _REANCHOR_S:
+            anchor = (stream_t, now)
+        t = anchor[1] + (stream_t - anchor[0])
+        if self._t0 is None:
+            self._t0 = t
+        pts = max(round((t - self._t0) * 90000), self._last_pts + 1)
+        self._last_pts = pts
+        image = item.image
+        if (image.width, image.height) != (self.info.width, self.info.height):
+            # the camera came back at another size: keep the output's size
+            image = image.reformat(self.info.width, self.info.height)
+            self.resized_frames += 1
+        self.frames_decoded += 1
+        return Frame(self.frames_decoded - 1, pts, LIVE_TIME_BASE, image, item.colour, item.arrival), anchor

@@ -1,0 +1,149 @@
+"""Many cameras at once: one pipeline per camera, one loaded model shared through an
+:class:`~streamsr.pipeline.hub.InferenceHub` that batches frames across cameras. A camera that
+fails is reported and the others go on.
+
+A cameras file (TOML)::
+
+    [defaults]            # any `streamsr run` option, e.g.
+    model = "espcn"
+    scale = 2
+    max_latency = 0.5
+
+    [[camera]]
+    name = "gate"
+    input = "rtsp://user:pass@10.0.0.5/stream1"
+    output = "gate.mkv"
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..backends import create_backend
+from ..config import RunConfig
+from ..errors import ConfigError, StreamSRError
+from ..models.registry import get_model
+from ..urls import mask_credentials
+from .hub import InferenceHub
+from .job import RunHandle, upscale_video
+from .stats import RunStats
+
+__all__ = ["Camera", "CameraResult", "load_cameras", "run_cameras"]
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One input/output pair.
+
+    Args:
+        name: label in stats and metrics.
+        input: URL, device or file.
+        output: file, stream URL or playlist.
+    """
+
+    name: str
+    input: str
+    output: str
+
+
+@dataclass
+class CameraResult:
+    """How a camera's run ended: its stats, or the error that stopped it."""
+
+    camera: Camera
+    stats: RunStats | None = None
+    error: BaseException | None = None
+
+
+def load_cameras(path: str | Path) -> tuple[list[Camera], dict]:
+    """Read a cameras TOML file.
+
+    Returns:
+        (cameras, default options for :meth:`RunConfig.from_options`).
+
+    Raises:
+        ConfigError: missing file, bad TOML, a camera without input/output, duplicate names.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"cameras file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML in {path}: {exc}") from exc
+    cameras = []
+    for i, entry in enumerate(data.get("camera", [])):
+        missing = {"input", "output"} - set(entry)
+        if missing:
+            raise ConfigError(f"{path}: camera #{i + 1} lacks {', '.join(sorted(missing))}")
+        cameras.append(Camera(str(entry.get("name", f"camera{i + 1}")), str(entry["input"]), str(entry["output"])))
+    if not cameras:
+        raise ConfigError(f"{path}: no [[camera]] entries")
+    names = [c.name for c in cameras]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: camera names must be unique")
+    return cameras, dict(data.get("defaults", {}))
+
+
+def run_cameras(
+    cameras: list[Camera],
+    config: RunConfig,
+    *,
+    duration: float | None = None,
+    max_frames: int | None = None,
+    stop_event: threading.Event | None = None,
+    on_start: Callable[[list[RunHandle]], None] | None = None,
+) -> list[CameraResult]:
+    """Run every camera until its input ends, a bound is reached, or ``stop_event`` is set.
+
+    Args:
+        cameras: the cameras.
+        config: settings shared by all (the model is loaded once).
+        duration, max_frames: per-camera bounds.
+        stop_event: set it to stop every camera gracefully.
+        on_start: receives the run handles once threads start (for metrics and progress).
+
+    Returns:
+        One :class:`CameraResult` per camera, in order.
+    """
+    spec = get_model(config.model, config.scale)
+    backend = create_backend(config.backend, spec, config.scale, device=config.device,
+                             precision=config.precision, weights=config.weights)
+    hub = InferenceHub(backend, max_batch=max(config.batch_size, len(cameras)))
+    stop = stop_event or threading.Event()
+    results = [CameraResult(c) for c in cameras]
+    handles = [RunHandle(mask_credentials(c.name)) for c in cameras]
+
+    def work(i: int) -> None:
+        cam = cameras[i]
+        try:
+            results[i].stats = upscale_video(cam.input, cam.output, config, stop_after=max_frames,
+                                             duration=duration, backend=hub.client(), handle=handles[i],
+                                             stop_event=stop)
+        except (StreamSRError, OSError, RuntimeError, ValueError) as exc:  # reported per camera
+            results[i].error = exc
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"streamsr-camera-{c.name}", daemon=True)
+               for i, c in enumerate(cameras)]
+    try:
+        for t in threads:
+            t.start()
+        if on_start is not None:
+            on_start(handles)
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.1)
+    except KeyboardInterrupt:
+        stop.set()
+        for t in threads:
+            t.join()
+        for r in results:
+            if r.stats is not None:
+                r.stats.interrupted = True
+    finally:
+        hub.close()
+    return results

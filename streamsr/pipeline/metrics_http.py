@@ -1,0 +1,98 @@
+"""A Prometheus ``/metrics`` endpoint for running pipelines (text exposition format 0.0.4)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from ..errors import ConfigError
+
+__all__ = ["MetricsServer", "render_metrics", "parse_listen"]
+
+_METRICS = [
+    ("streamsr_frames_in_total", "counter", "Frames decoded.", lambda h: h.frames_in),
+    ("streamsr_frames_out_total", "counter", "Frames encoded.", lambda h: h.frames_out),
+    ("streamsr_frames_dropped_total", "counter", "Frames dropped to keep latency bounded.", lambda h: h.dropped),
+    ("streamsr_reconnects_total", "counter", "Times the input came back after dropping.", lambda h: h.reconnects),
+]
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(handles: list) -> str:
+    """Prometheus text for a list of :class:`~streamsr.pipeline.job.RunHandle`."""
+    lines = []
+    for name, kind, help_text, get in _METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{camera="{_label(h.name)}"}} {get(h)}' for h in handles]
+    lines += ["# HELP streamsr_latency_seconds Capture-to-encode latency over recent frames.",
+              "# TYPE streamsr_latency_seconds gauge"]
+    for h in handles:
+        summary = h.latency.summary()
+        for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
+            if summary[key] is not None:
+                lines.append(f'streamsr_latency_seconds{{camera="{_label(h.name)}",quantile="{q}"}} '
+                             f"{summary[key] / 1000:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``PORT`` (localhost) or ``HOST:PORT`` → (host, port).
+
+    Raises:
+        ConfigError: not a port number.
+    """
+    host, _, port = value.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"--metrics-port wants PORT or HOST:PORT, got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"--metrics-port {number} is not a port number")
+    return host or "127.0.0.1", number
+
+
+class MetricsServer:
+    """Serves ``/metrics`` on a daemon thread; a context manager.
+
+    Args:
+        host, port: where to listen (port 0 picks a free one; see :attr:`port`).
+        handles: callable returning the run handles to report.
+    """
+
+    def __init__(self, host: str, port: int, handles: Callable[[], list]):
+        get = handles
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                body = render_metrics(get()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # library code never prints
+                return
+
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="streamsr-metrics", daemon=True)
+
+    def __enter__(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

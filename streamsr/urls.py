@@ -1,0 +1,42 @@
+"""Helpers for inputs and outputs named by URL: which are live, and hiding their credentials."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+__all__ = ["mask_credentials", "is_url", "is_live_input", "url_scheme"]
+
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]+@")  # greedy: a raw '@' in a password
+_LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}
+
+
+def mask_credentials(text: str) -> str:
+    """Replace ``user:password@`` in every URL inside ``text`` by ``***@``.
+
+    Args:
+        text: any message, FFmpeg's own included (they quote the URL).
+    """
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def url_scheme(target: str) -> str | None:
+    """The lower-case scheme of a URL, or None for a path."""
+    m = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://", target)
+    return m.group(1).lower() if m else None
+
+
+def is_url(target: str) -> bool:
+    """True for ``scheme://...``."""
+    return url_scheme(target) is not None
+
+
+def is_live_input(target: str) -> bool:
+    """Whether an input is a live stream by default: network stream protocols, HLS playlists
+    over HTTP, and V4L2 devices. Files (and plain HTTP downloads) are not."""
+    scheme = url_scheme(target)
+    if scheme in _LIVE_SCHEMES:
+        return True
+    if scheme in ("http", "https"):
+        return PurePosixPath(target.split("?")[0]).suffix.lower() == ".m3u8"
+    return target.startswith("/dev/video")

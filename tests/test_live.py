@@ -1,0 +1,202 @@
+"""Live streams against Debian's real GStreamer RTSP server (skipped where it isn't installed)."""
+
+import json
+import threading
+import time
+import urllib.request
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from media import make_video, read_video
+from streamsr import RunConfig
+from streamsr.backends import create_backend
+from streamsr.cli import main
+from streamsr.io.live import LiveConfig
+from streamsr.models import get_model
+from streamsr.pipeline.cameras import Camera, run_cameras
+from streamsr.pipeline.job import RunHandle, upscale_video
+from streamsr.pipeline.metrics_http import MetricsServer
+
+pytestmark = pytest.mark.rtsp
+
+FAST_RECONNECT = LiveConfig(read_timeout=2.0, open_timeout=3.0, backoff_initial=0.2, backoff_max=1.0,
+                            reconnect_max_wait=20.0)
+
+
+class SlowBackend:
+    """Wraps a real backend and makes every call take at least ``delay`` seconds."""
+
+    name = "slow"
+
+    def __init__(self, delay: float):
+        self.inner = create_backend("torch", get_model("espcn", 2), 2, device="cpu")
+        self.delay = delay
+
+    def infer(self, batch, extra=None):
+        t0 = time.monotonic()
+        out = self.inner.infer(batch, extra)
+        time.sleep(max(0.0, self.delay - (time.monotonic() - t0)))
+        return out
+
+    def close(self):
+        self.inner.close()
+
+
+def _times(path):
+    pts, imgs, tb = read_video(path)
+    return [float(p * tb) for p in pts], imgs
+
+
+def test_reads_frames_from_rtsp(rtsp_server, tmp_path):
+    server = rtsp_server()
+    out = tmp_path / "cam.mkv"
+    stats = upscale_video(server.url(), out, RunConfig(scale=2), stop_after=50)
+    assert stats.realtime and stats.frames_in == 50
+    assert stats.frames_out + stats.dropped == 50 and stats.frames_out >= 25  # startup burst may drop
+    times, imgs = _times(out)
+    assert len(imgs) == stats.frames_out and imgs[0].shape == (480, 640, 3)
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert 1.5 < times[-1] - times[0] < 2.5  # 50 frames of a 25 fps camera: 1.96 s of capture time
+    assert stats.latency["p95_ms"] is not None
+
+
+def test_basic_auth_and_masked_credentials(rtsp_server, tmp_path):
+    server = rtsp_server(user="viewer", password="s3cret")
+    stats = upscale_video(server.url(user="viewer", password="s3cret"), tmp_path / "a.mkv", RunConfig(scale=2),
+                          stop_after=5)
+    assert stats.frames_out == 5
+    assert "s3cret" not in json.dumps(stats.as_dict()) and "***@" in stats.extra["input"]["name"]
+    # wrong password: one clear line, credentials masked, even inside FFmpeg's own message
+    stats_file = tmp_path / "s.json"
+    r = CliRunner().invoke(main, ["run", server.url(user="viewer", password="wr0ng"), "-o", str(tmp_path / "b.mkv"),
+                                  "--no-reconnect", "--stats-json", str(stats_file)])
+    assert r.exit_code == 1
+    assert "wr0ng" not in r.stderr + r.stdout and "rtsp://***@" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_reconnects_after_the_server_restarts(rtsp_server, tmp_path):
+    server = rtsp_server()
+    out = tmp_path / "cam.mkv"
+    config = RunConfig(scale=2, live=FAST_RECONNECT)
+    result = {}
+    handle = RunHandle("cam")
+
+    def run():
+        result["stats"] = upscale_video(server.url(), out, config, stop_after=120, handle=handle)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    while handle.frames_out < 25 and time.monotonic() < deadline:  # frames are flowing
+        time.sleep(0.05)
+    server.stop()
+    time.sleep(1.5)
+    server.start()  # same port
+    t.join(timeout=90)
+    assert not t.is_alive()
+    stats = result["stats"]
+    assert stats.reconnects >= 1 and stats.frames_in == 120
+    assert stats.frames_out + stats.dropped == 120 and stats.frames_out > 60
+    times, _ = _times(out)
+    assert all(b > a for a, b in zip(times, times[1:]))  # monotonic across the gap
+    gaps = np.diff(times)
+    assert gaps.max() > 1.0  # the outage shows as a gap in capture time, not a jump back
+
+
+def test_slow_backend_keeps_latency_bounded_and_counts_drops(rtsp_server, tmp_path):
+    server = rtsp_server()
+    slow = SlowBackend(delay=0.12)  # ~8 fps against a 25 fps camera
+    try:
+        stats = upscale_video(server.url(), tmp_path / "o.mkv", RunConfig(scale=2, max_latency=0.3),
+                              duration=4.0, backend=slow)
+    finally:
+        slow.close()
+    assert stats.dropped > 0
+    assert stats.frames_out < stats.frames_in
+    # a frame waits at most max_latency before inference, then one inference and the encode:
+    # latency is bounded, not growing with the run (a generous margin for a loaded CI machine)
+    assert stats.latency["max_ms"] < (0.3 + 0.12) * 1000 + 600, stats.latency
+
+
+def test_two_cameras_one_failing(rtsp_server, tmp_path):
+    server = rtsp_server()
+    from conftest import free_port
+
+    dead = f"rtsp://127.0.0.1:{free_port()}/cam"
+    config = RunConfig(scale=2, live=LiveConfig(reconnect_max_wait=2.0, open_timeout=2.0, backoff_initial=0.2))
+    cams = [Camera("good", server.url(), str(tmp_path / "good.mkv")),
+            Camera("dead", dead, str(tmp_path / "dead.mkv")),
+            Camera("good2", server.url(), str(tmp_path / "good2.mkv"))]
+    results = run_cameras(cams, config, max_frames=40)
+    by_name = {r.camera.name: r for r in results}
+    assert by_name["dead"].error is not None and by_name["dead"].stats is None
+    for name in ("good", "good2"):
+        stats = by_name[name].stats
+        assert by_name[name].error is None and stats.frames_in == 40
+        assert stats.frames_out + stats.dropped == 40 and stats.frames_out > 0
+        assert len(read_video(tmp_path / f"{name}.mkv")[0]) == stats.frames_out
+
+
+def test_rtsp_push_output_is_readable(rtsp_server, tmp_path):
+    server = rtsp_server(record_dir=tmp_path)
+    src = make_video(tmp_path / "in.mp4", frames=50, size=(64, 48))
+    stats = upscale_video(src, server.url("push"), RunConfig(scale=2, realtime=True))
+    assert stats.frames_out > 0
+    time.sleep(1.0)  # the server writes what it received
+    with av.open(str(tmp_path / "push.ts")) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) > 10 and (frames[0].width, frames[0].height) == (128, 96)
+
+
+def test_hls_output(tmp_path):
+    src = make_video(tmp_path / "in.mp4", frames=60, size=(64, 48))
+    playlist = tmp_path / "hls" / "index.m3u8"
+    playlist.parent.mkdir()
+    upscale_video(src, playlist, RunConfig(scale=2))
+    assert "#EXTM3U" in playlist.read_text() and list(playlist.parent.glob("*.ts"))
+    assert len(read_video(playlist)[1]) == 60
+
+
+def test_metrics_endpoint_during_a_live_run(rtsp_server, tmp_path):
+    server = rtsp_server()
+    handle = RunHandle("gate")
+    with MetricsServer("127.0.0.1", 0, handles=lambda: [handle]) as metrics:
+        t = threading.Thread(target=upscale_video, args=(server.url(), tmp_path / "o.mkv", RunConfig(scale=2)),
+                             kwargs={"stop_after": 40, "handle": handle})
+        t.start()
+        t.join(timeout=60)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=5).read().decode()
+    assert 'streamsr_frames_in_total{camera="gate"} 40' in text
+    assert f'streamsr_frames_out_total{{camera="gate"}} {handle.frames_out}' in text and handle.frames_out > 0
+    assert f'streamsr_frames_dropped_total{{camera="gate"}} {40 - handle.frames_out}' in text
+    assert 'streamsr_latency_seconds{camera="gate",quantile="0.95"}' in text
+    assert 'streamsr_reconnects_total{camera="gate"} 0' in text
+
+
+def test_file_read_in_realtime_drops_when_too_slow(tmp_path):
+    src = make_video(tmp_path / "in.mp4", frames=50, size=(64, 48))
+    slow = SlowBackend(delay=0.15)
+    try:
+        stats = upscale_video(src, tmp_path / "o.mkv", RunConfig(scale=2, realtime=True, max_latency=0.2),
+                              backend=slow)
+    finally:
+        slow.close()
+    assert stats.frames_in == 50 and 0 < stats.frames_out < 50 and stats.dropped == 50 - stats.frames_out
+
+
+def test_cli_bounded_live_run_masks_credentials(rtsp_server, tmp_path):
+    server = rtsp_server(user="admin", password="hunter2")
+    out, stats_file = tmp_path / "cam.mp4", tmp_path / "stats.json"
+    r = CliRunner().invoke(main, ["run", server.url(user="admin", password="hunter2"), "-o", str(out),
+                                  "--duration", "2", "--stats-json", str(stats_file), "--metrics-port", "0"])
+    assert r.exit_code == 0, r.stderr
+    assert "hunter2" not in r.stderr + r.stdout + stats_file.read_text()
+    data = json.loads(stats_file.read_text())
+    assert data["realtime"] and data["latency"]["p95_ms"] is not None
+    assert "rtsp://***@" in data["input"]["name"]
+    times, imgs = _times(out)  # fragmented MP4 written live, readable
+    assert len(imgs) == data["frames_out"] > 0 and times[-1] - times[0] < 2.0
