@@ -106,6 +106,9 @@ def main() -> None:
 @click.option("--device", default=None, help="auto, cpu or cuda.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Default: fp16 on CUDA, fp32 on CPU.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own .safetensors weights.")
+@click.option("--noise", "noise_opt", default=None, help="UDVD: noise σ on the 0-255 scale, or auto (default: "
+              "estimated from the frames, smoothed over time, reported in the stats).")
+@click.option("--blur", type=float, default=None, help="UDVD: blur width in HR pixels (default 0.5 x scale).")
 @click.option("--codec", default=None, help="Any FFmpeg video encoder (default libx264; e.g. libx265, ffv1).")
 @click.option("--crf", type=float, default=None, help="Constant rate factor (default 18 for x264/x265).")
 @click.option("--preset", default=None, help="Encoder preset (default: the encoder's; veryfast when live).")
@@ -114,7 +117,7 @@ def main() -> None:
 @click.option("--pix-fmt", default=None, help="Output pixel format (default: the input's when the encoder takes it).")
 @click.option("--hls-time", type=float, default=None, help="HLS segment length in seconds (default 2).")
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (default 1).")
-@click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8).")
+@click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8; at most 2 when live).")
 @click.option("--realtime/--no-realtime", default=None,
               help="Live mode: drop the oldest waiting frames to keep latency bounded. Default: on for "
               "rtsp/rtmp/srt/udp/HLS/V4L2 inputs; a file with --realtime is read at its own frame rate.")
@@ -130,12 +133,14 @@ def main() -> None:
 @click.option("--metrics-port", default=None, help="Serve Prometheus metrics at http://HOST:PORT/metrics (PORT = localhost).")
 @click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Write per-stage timings and counts here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
-def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, duration, metrics_port, **options):
+def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, duration, metrics_port, noise_opt,
+        **options):
     """Upscale INPUT (file, - for stdin, rtsp://..., /dev/video0) into OUTPUT.
 
     \b
     Examples:
       streamsr run input.mp4 -o output.mp4 --model espcn --scale 2
+      streamsr run cam.mp4 -o out.mp4 --model udvd --scale 2 --noise 15 --blur 1.6
       streamsr run in.mkv -o out.mkv --codec ffv1 --backend onnxruntime
       streamsr run rtsp://user:pass@cam/stream -o cam.mkv --max-latency 0.3 --metrics-port 9100
       streamsr run rtsp://cam1/s rtsp://cam2/s -o cam1.mkv -o cam2.mkv
@@ -167,6 +172,11 @@ def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, 
                    for i, (inp, out) in enumerate(zip(inputs, outputs))]
     if any(c.output == "-" for c in cameras) and sys.stdout.isatty():
         raise click.UsageError("refusing to write video to a terminal; redirect stdout or use -o FILE")
+    if noise_opt is not None and noise_opt != "auto":
+        try:
+            options["noise"] = float(noise_opt)
+        except ValueError:
+            raise click.BadParameter(f"expected a number or auto, got {noise_opt!r}", param_hint="--noise") from None
     flat = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     config = RunConfig.from_options(**flat, audio=False if no_audio else None)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
@@ -278,6 +288,104 @@ def export(model, scale, precision, weights, output):
     export_onnx(spec, scale, output, precision=precision, weights=weights, check=True)
     click.echo(f"wrote {output} ({spec.name} x{scale}, {precision}; inputs: {', '.join(spec.inputs)}; "
                "checked against PyTorch with ONNX Runtime)")
+
+
+@main.command()
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/last.safetensors.")
+@click.option("--minutes", type=float, default=None, help="Override the wall-clock budget.")
+@click.option("--iterations", type=int, default=None, help="Override the step limit.")
+@click.option("--device", default=None, help="auto, cpu or cuda (overrides the config).")
+@click.option("--out-dir", default=None, help="Override where checkpoints and weights go.")
+@click.option("--no-ship", is_flag=True, help="Do not copy the final weights into the package.")
+@click.option("-q", "--quiet", is_flag=True)
+def train(config_file, resume, minutes, iterations, device, out_dir, no_ship, quiet):
+    """Train a model from a TOML config (configs/*.toml).
+
+    \b
+    Examples:
+      streamsr train configs/udvd_x2.toml
+      streamsr train configs/udvd_x2.toml --resume
+      streamsr train configs/udvd_paper.toml --device cuda
+    """
+    from .training import load_train_config, train as run_training
+
+    cfg = load_train_config(config_file, minutes=minutes, iterations=iterations, device=device,
+                            out_dir=out_dir, ship=False if no_ship else None)
+    last = [0.0]
+
+    def report(info: dict) -> None:
+        now = time.monotonic()
+        val = "".join(f" {k} {v:.2f}" for k, v in info.items() if k.startswith("psnr"))
+        if quiet or (now - last[0] < 1.0 and not val):
+            return
+        last[0] = now
+        line = f"step {info['step']} loss {info['loss']:.5f} lr {info['lr']:.1e} {info['progress'] * 100:3.0f}%{val}"
+        if sys.stderr.isatty():
+            click.echo("\r" + line + "\033[K", err=True, nl=False)
+        elif val:
+            click.echo(line, err=True)
+
+    result = run_training(cfg, resume=resume, report=report)
+    if sys.stderr.isatty() and not quiet:
+        click.echo("", err=True)
+    click.echo(json.dumps(dict(result), indent=2))
+
+
+@main.command(name="eval")
+@click.argument("path", type=click.Path())
+@click.option("--model", default="espcn", show_default=True)
+@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--backend", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--noise", default=None, help="Noise σ (0-255) added to the LR; for UDVD also what it is told, "
+              "or 'auto:σ' to add σ and let UDVD estimate it.")
+@click.option("--blur", type=float, default=None, help="Isotropic blur width (HR px) applied before downscaling.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def evaluate(path, model, scale, backend, device, weights, noise, blur, as_json):
+    """Y-PSNR/SSIM of a model against bicubic on an image folder or a video (BasicSR protocol).
+
+    \b
+    Examples:
+      streamsr eval data/val --model espcn --scale 2
+      streamsr eval data/val --model udvd --scale 2 --blur 1.6 --noise 10
+      streamsr eval clip.mp4 --model udvd --scale 2 --blur 1.6 --noise auto:10 --json
+    """
+    import numpy as np
+
+    from .backends import create_backend
+    from .degradation import Degradation
+    from .errors import ConfigError
+    from .evaluate import Upscaler, score_items
+    from .models import get_model
+
+    spec = get_model(model, scale)
+    auto = noise is not None and str(noise).startswith("auto")
+    try:
+        sigma = float(str(noise).split(":")[-1]) if noise is not None else 0.0
+    except ValueError:
+        raise ConfigError(f"--noise wants a number or auto:NUMBER, got {noise!r}") from None
+    degradation = Degradation(blur=blur or 0.0, noise=sigma) if (noise is not None or blur) else None
+    b = create_backend(backend, spec, scale, device=device, weights=weights)
+    try:
+        scores = score_items(Upscaler(b, spec, degradation, noise_auto=auto), path, scale, degradation)
+    finally:
+        b.close()
+    if not scores:
+        raise ConfigError(f"no images or frames to evaluate in {path}")
+    mean = {k: float(np.mean([getattr(s, k) for s in scores])) for k in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")}
+    if as_json:
+        click.echo(json.dumps({"model": model, "scale": scale, "backend": getattr(b, "name", backend),
+                               "degradation": {"blur": blur or 0.0, "noise": sigma, "noise_auto": auto},
+                               "items": [dict(s.__dict__, gain=s.gain) for s in scores],
+                               "mean": dict(mean, gain=mean["psnr"] - mean["psnr_bicubic"])}, indent=2))
+        return
+    click.echo(f"{'item':20s} {'bicubic':>8s} {model:>8s} {'gain':>6s}  {'SSIM bic':>8s} {'SSIM':>6s}")
+    for s in scores:
+        click.echo(f"{s.name[:20]:20s} {s.psnr_bicubic:8.2f} {s.psnr:8.2f} {s.gain:+6.2f}  {s.ssim_bicubic:8.4f} {s.ssim:6.4f}")
+    click.echo(f"{'mean':20s} {mean['psnr_bicubic']:8.2f} {mean['psnr']:8.2f} {mean['psnr'] - mean['psnr_bicubic']:+6.2f}"
+               f"  {mean['ssim_bicubic']:8.4f} {mean['ssim']:6.4f}")
 
 
 @main.command()

@@ -35,6 +35,10 @@ class RunConfig:
             (rtsp, rtmp, srt, udp, HLS playlists, V4L2 devices), off for files.
         max_latency: live mode: the most a frame may wait between decode and inference, in
             seconds; older frames are dropped (counted).
+        noise: degradation-aware models (UDVD): the noise σ (0–255) to tell the model; None
+            estimates it from the frames (``--noise auto``) and smooths it over time.
+        blur: degradation-aware models: isotropic blur width in HR pixels; None = a mild camera
+            blur, 0.5 × scale (1.0 at x2, 2.0 at x4).
         sink: encoder settings.
         live: how live inputs are read (reconnect, watchdog).
     """
@@ -51,8 +55,15 @@ class RunConfig:
     audio: bool = True
     realtime: bool | None = None
     max_latency: float = 0.5
+    noise: float | None = None
+    blur: float | None = None
     sink: SinkConfig = field(default_factory=SinkConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+
+    @property
+    def blur_width(self) -> float:
+        """The blur width a degradation-aware model is told (the default when unset)."""
+        return 0.5 * self.scale if self.blur is None else self.blur
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "queue_size"):
@@ -62,6 +73,8 @@ class RunConfig:
             raise ConfigError(f"--scale must be a positive integer, got {self.scale}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+        if (self.noise is not None and self.noise < 0) or (self.blur is not None and self.blur < 0):
+            raise ConfigError(f"--noise and --blur must be >= 0 (or --noise auto), got {self.noise}, {self.blur}")
         if self.max_latency <= 0:
             raise ConfigError(f"--max-latency must be positive, got {self.max_latency}")
         if self.precision not in (None, "fp32", "fp16"):

@@ -94,6 +94,7 @@ class Frame:
             around inference, an ``av.VideoFrame`` again before encoding.
         colour: colour tags the frame was decoded with.
         arrival: ``time.monotonic()`` when the decoder delivered it (latency is measured from here).
+        noise: estimated noise σ (0–255) when the model needs it and ``--noise auto`` is on.
     """
 
     index: int
@@ -102,6 +103,7 @@ class Frame:
     image: Any
     colour: ColourTags
     arrival: float = 0.0
+    noise: float | None = None
 
     @property
     def time(self) -> float:
@@ -110,7 +112,7 @@ class Frame:
 
     def with_image(self, image: Any) -> "Frame":
         """A copy carrying new pixels (timing and tags unchanged)."""
-        return Frame(self.index, self.pts, self.time_base, image, self.colour, self.arrival)
+        return Frame(self.index, self.pts, self.time_base, image, self.colour, self.arrival, self.noise)
 
 
 @dataclass(frozen=True, slots=True)

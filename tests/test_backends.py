@@ -37,12 +37,15 @@ def test_unknown_backend():
 @pytest.mark.parametrize("name,scale", CASES)
 def test_onnxruntime_and_torch_agree(name, scale):
     spec = get_model(name, scale)
-    batch = np.random.default_rng(0).random((2, 3, 20, 28), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    batch = rng.random((2, 3, 20, 28), dtype=np.float32)
+    extra = {n: rng.random((2, c, 20, 28), dtype=np.float32) * 0.2
+             for n, c in zip(spec.inputs[1:], spec.input_channels[1:])}
     outs = {}
     for backend in ("torch", "onnxruntime"):
         b = create_backend(backend, spec, scale, device="cpu")
         try:
-            outs[backend] = b.infer(batch)
+            outs[backend] = b.infer(batch, extra)
         finally:
             b.close()
     assert outs["torch"].shape == (2, 3, 20 * scale, 28 * scale)

@@ -205,3 +205,23 @@ def test_failed_run_leaves_no_output(small_clip, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="inference exploded"):
         upscale_video(small_clip, out, RunConfig(scale=2))
     assert not out.exists() and not (tmp_path / "out.mp4.partial").exists()
+
+
+def test_udvd_in_the_pipeline_with_estimated_noise(tmp_path):
+    """A noisy clip through --model udvd with --noise auto: the estimate is reported and sane."""
+    rng = np.random.default_rng(3)
+    clean = [moving_pattern(i, 48, 64) for i in range(6)]
+    noisy = [np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for f in clean]
+    src = make_video(tmp_path / "noisy.mkv", frames=6, codec="ffv1", pix_fmt="bgr0", image=lambda i, h, w: noisy[i])
+    stats = upscale_video(src, tmp_path / "o.mkv", RunConfig(model="udvd", scale=2, sink=SinkConfig(codec="ffv1")))
+    deg = stats.extra["degradation"]
+    assert deg["blur"] == 1.0 and deg["noise"] is None
+    assert 8 < deg["noise_estimated"] < 18, deg
+    assert len(read_video(tmp_path / "o.mkv")[1]) == 6
+
+
+def test_noise_option_needs_a_degradation_aware_model(small_clip, tmp_path):
+    from streamsr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="udvd"):
+        upscale_video(small_clip, tmp_path / "o.mp4", RunConfig(model="espcn", scale=2, noise=10))

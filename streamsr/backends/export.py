@@ -37,9 +37,7 @@ class _Fp16Graph(nn.Module):
 
 def _dummy_inputs(spec: ModelSpec, batch: int, height: int, width: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return [torch.rand(batch, 3, height, width, generator=g)] + [
-        torch.rand(batch, 1, height, width, generator=g) for _ in spec.inputs[1:]
-    ]
+    return [torch.rand(batch, c, height, width, generator=g) for c in spec.input_channels]
 
 
 def export_onnx(

@@ -1,6 +1,6 @@
 """Super-resolution architectures; importing this package registers every model."""
 
-from . import espcn  # noqa: F401  (registers)
+from . import espcn, srcnn, srresnet, udvd  # noqa: F401  (registers)
 from .registry import (
     ModelSpec,
     build_model,

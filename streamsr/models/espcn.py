@@ -54,6 +54,6 @@ class ESPCN(nn.Module):
         description="sub-pixel CNN, 3 layers; fastest",
     )
 )
-def espcn(scale: int) -> nn.Module:
+def espcn(scale: int, **kwargs) -> nn.Module:
     """Build an untrained ESPCN for ``scale``."""
-    return ESPCN(scale)
+    return ESPCN(scale, **kwargs)

@@ -25,6 +25,7 @@ __all__ = [
     "weights_path",
     "load_weights",
     "count_parameters",
+    "model_kwargs",
 ]
 
 
@@ -37,6 +38,8 @@ class ModelSpec:
         scales: supported integer upscale factors.
         paper: the paper the architecture implements.
         inputs: names of the network inputs, in order ("image" first; extra degradation maps after).
+        input_channels: channels of each input.
+        objective: "psnr" (fidelity) or "perceptual" (adversarially trained; PSNR is not its goal).
         colour: colour space the network works in; frames are converted to it by the pipeline.
         description: one line for ``streamsr models``.
         pad_multiple: input sides must be a multiple of this (1: any size).
@@ -46,6 +49,8 @@ class ModelSpec:
     scales: tuple[int, ...]
     paper: str
     inputs: tuple[str, ...] = ("image",)
+    input_channels: tuple[int, ...] = (3,)
+    objective: str = "psnr"
     colour: str = "rgb"
     description: str = ""
     pad_multiple: int = 1
@@ -60,7 +65,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(spec: ModelSpec) -> Callable[[Callable[[int], nn.Module]], Callable[[int], nn.Module]]:
-    """Decorator registering ``factory(scale) -> nn.Module`` under ``spec.name``.
+    """Decorator registering ``factory(scale, **variant_kwargs) -> nn.Module`` under ``spec.name``.
 
     Args:
         spec: the model's metadata (without factory; it is filled in here).
@@ -147,17 +152,30 @@ def build_model(
         UnknownModelError, UnsupportedScaleError, WeightsError.
     """
     spec = get_model(name, scale)
-    model = spec.factory(scale)
-    if weights is not None:
-        load_weights(model, weights)
-    elif pretrained:
-        path = weights_path(spec, scale)
-        if path is None:
-            raise WeightsError(
-                f"no shipped weights for {name} x{scale}; pass a .safetensors file with --weights"
-            )
+    path = Path(weights) if weights is not None else (weights_path(spec, scale) if pretrained else None)
+    if pretrained and path is None:
+        raise WeightsError(f"no shipped weights for {name} x{scale}; pass a .safetensors file with --weights")
+    model = spec.factory(scale, **(model_kwargs(path) if path is not None else {}))
+    if path is not None:
         load_weights(model, path)
     return model.eval()
+
+
+def model_kwargs(path: str | Path) -> dict:
+    """Constructor arguments recorded in a weights file's metadata (``model_kwargs``), so weights
+    of another variant (the paper-size one, say) build the network they fit."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (OSError, ValueError) as exc:  # missing or not safetensors: load_weights explains
+        if not Path(path).is_file():
+            raise WeightsError(f"weights file not found: {path}") from exc
+        raise WeightsError(f"cannot read weights {path}: {exc}") from exc
+    return json.loads(meta.get("model_kwargs", "{}"))
 
 
 def count_parameters(model: nn.Module) -> int:

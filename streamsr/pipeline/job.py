@@ -8,7 +8,10 @@ import threading
 import time
 from typing import BinaryIO, Callable, Iterable, Iterator
 
+import numpy as np
+
 from ..backends import create_backend
+from ..degradation import Degradation, NoiseTracker, degradation_maps
 from ..config import RunConfig
 from ..errors import ConfigError, MediaError
 from ..frames import Frame, PassThrough
@@ -22,6 +25,8 @@ from .stages import EncodeStage, InferStage, ToFrameStage, ToTensorStage
 from .stats import LatencyStats, RunStats, StageStats
 
 __all__ = ["upscale_video", "build_stages", "run_sequential", "Progress", "RunHandle"]
+
+LIVE_QUEUE = 2
 
 #: progress(handle) — called from the encoder thread after each frame; must be quick.
 Progress = Callable[["RunHandle"], None]
@@ -65,10 +70,23 @@ class RunHandle:
 
 
 def build_stages(backend, sink: Sink, config: RunConfig, *, realtime: bool = False,
-                 latency: LatencyStats | None = None) -> list[Stage]:
-    """The stage chain after decoding: preprocess → infer → postprocess → encode."""
+                 latency: LatencyStats | None = None, noise: NoiseTracker | None = None) -> list[Stage]:
+    """The stage chain after decoding: preprocess → infer → postprocess → encode.
+
+    Args:
+        noise: the tracker that estimates noise per frame (degradation-aware models, --noise auto).
+    """
     max_latency = config.max_latency if realtime else None
-    return [ToTensorStage(), InferStage(backend, config.batch_size, max_latency=max_latency),
+    spec = get_model(config.model, config.scale)
+    maps = None
+    if len(spec.inputs) > 1:
+        code = Degradation(blur=config.blur_width).code()
+
+        def maps(frames, h, w):
+            sigma = [config.noise if config.noise is not None else f.noise for f in frames]
+            return degradation_maps(code, np.array(sigma, dtype=np.float32), len(frames), h, w)
+
+    return [ToTensorStage(noise), InferStage(backend, config.batch_size, maps=maps, max_latency=max_latency),
             ToFrameStage(sink), EncodeStage(sink, latency)]
 
 
@@ -179,6 +197,9 @@ def upscale_video(
         StreamSRError subclasses for bad input, options, encoders or outputs.
     """
     spec = get_model(config.model, config.scale)
+    if len(spec.inputs) == 1 and (config.noise is not None or config.blur is not None):
+        raise ConfigError(f"model {spec.name} is not told the degradation; --noise/--blur need a "
+                          f"degradation-aware model (udvd)")
     check_encoder(config.sink.codec)
     _check_paths(src, dst)
     text = os.fspath(src) if isinstance(src, (str, os.PathLike)) else None
@@ -212,8 +233,13 @@ def upscale_video(
                         progress(handle)
 
                 items = _bounded(source, stop_after, duration, pace=realtime and not live_input, stop=stop)
-                stages = build_stages(backend, sink, config, realtime=realtime, latency=handle.latency)
-                runner = Runner(items, stages, queue_size=config.queue_size,
+                needs_noise = len(spec.inputs) > 1 and config.noise is None
+                tracker = NoiseTracker() if needs_noise else None
+                stages = build_stages(backend, sink, config, realtime=realtime, latency=handle.latency,
+                                      noise=tracker)
+                # live: short queues, so a slow stage makes the oldest frames drop instead of wait
+                queue_size = min(config.queue_size, LIVE_QUEUE) if realtime else config.queue_size
+                runner = Runner(items, stages, queue_size=queue_size,
                                 on_item=on_item, live=realtime, stop_event=stop)
                 handle.runner = runner
                 interrupted = False
@@ -240,6 +266,9 @@ def upscale_video(
             f"input is damaged: {source.decode_errors} decode error(s), {source.corrupt_frames} frame(s) "
             f"flagged corrupt; decoding went on (last FFmpeg error: {source.last_decode_error})"
         )
+    if len(spec.inputs) > 1:
+        stats.extra["degradation"] = {"blur": config.blur_width, "noise": config.noise,
+                                      "noise_estimated": round(tracker.value, 2) if tracker and tracker.value else None}
     if live_input and source.reconnects:
         stats.notices.append(f"the stream dropped and came back {source.reconnects} time(s)")
     if sink.frames_written == 0 and not interrupted:

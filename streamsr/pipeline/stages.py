@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterable
 
 import numpy as np
 
+from ..degradation import NoiseTracker, estimate_noise
 from ..frames import Frame, PassThrough
 from ..io.sink import Sink
 from ..io.source import to_rgb
@@ -17,16 +19,25 @@ __all__ = ["ToTensorStage", "InferStage", "ToFrameStage", "EncodeStage"]
 
 
 class ToTensorStage(Stage):
-    """Decoded ``av.VideoFrame`` → C×H×W float32 RGB in [0, 1] (the frame's own matrix and range)."""
+    """Decoded ``av.VideoFrame`` → C×H×W float32 RGB in [0, 1] (the frame's own matrix and range).
 
-    def __init__(self) -> None:
+    Args:
+        noise: a :class:`NoiseTracker` when the model is told the noise level and it is estimated
+            from the frames (``--noise auto``); the smoothed estimate travels on the frame.
+    """
+
+    def __init__(self, noise: NoiseTracker | None = None) -> None:
         super().__init__("preprocess")
+        self.noise = noise
 
     def process(self, item: Frame) -> Iterable[Frame]:
         rgb = to_rgb(item.image, item.colour)
         chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
         chw *= 1.0 / 255.0
-        return (item.with_image(chw),)
+        out = item.with_image(chw)
+        if self.noise is not None:
+            out = dataclasses.replace(out, noise=self.noise.update(estimate_noise(rgb)))
+        return (out,)
 
 
 class InferStage(Stage):
@@ -35,20 +46,19 @@ class InferStage(Stage):
     Args:
         backend: a loaded backend.
         batch_size: frames per inference call.
-        extra: constant extra inputs per pixel (degradation maps) keyed by input name, as
-            callables ``(n, h, w) -> array``; empty for plain models.
+        maps: for degradation-aware models, ``maps(frames, h, w) -> {input name: N×C×h×w}``;
+            None for image-only models.
         max_latency: live mode: frames older than this (seconds since they were decoded) are
             dropped before inference (counted in ``stats.dropped``): they could only be late.
     """
 
-    def __init__(self, backend, batch_size: int = 1, extra: dict | None = None,
-                 max_latency: float | None = None):
+    def __init__(self, backend, batch_size: int = 1, maps=None, max_latency: float | None = None):
         super().__init__("infer")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.backend = backend
         self.batch_size = batch_size
-        self.extra = extra or {}
+        self.maps = maps
         self.max_latency = max_latency
         self._held: list[Frame] = []
 
@@ -57,8 +67,7 @@ class InferStage(Stage):
         if not frames:
             return []
         batch = np.stack([f.image for f in frames])
-        n, _, h, w = batch.shape
-        extra = {k: make(n, h, w) for k, make in self.extra.items()}
+        extra = self.maps(frames, batch.shape[2], batch.shape[3]) if self.maps is not None else {}
         out = self.backend.infer(batch, extra)
         return [f.with_image(o) for f, o in zip(frames, out)]
 

@@ -1,0 +1,104 @@
+"""Training patches: random aligned LR/HR crops from an image folder, clean or degraded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..degradation import degradation_maps, isotropic_gaussian, kernel_code, random_anisotropic
+from ..degradation.synth import blur
+from ..errors import ConfigError
+from ..evaluate import IMAGE_SUFFIXES, load_rgb
+from ..metrics import downscale, imresize
+from .config import DegradationSampling
+
+__all__ = ["PatchSampler"]
+
+
+class PatchSampler:
+    """Random training batches.
+
+    Args:
+        folder: HR images (png/jpg/bmp).
+        scale: upscale factor.
+        lr_patch: LR patch side.
+        degradation: random blur/noise sampling (disabled: MATLAB-bicubic LR of the whole image).
+        with_maps: also return the UDVD degradation maps.
+        seed: random seed.
+    """
+
+    def __init__(self, folder: str | Path, scale: int, lr_patch: int, degradation: DegradationSampling,
+                 with_maps: bool = False, seed: int = 0):
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+            if Path(folder).is_dir() else []
+        if not files:
+            raise ConfigError(f"no training images in {folder} (run tools/prepare_data.py)")
+        self.scale, self.patch, self.deg, self.with_maps = scale, lr_patch, degradation, with_maps
+        self.rng = np.random.default_rng(seed)
+        self.images = []
+        for p in files:
+            hr = load_rgb(p)
+            h, w = hr.shape[:2]
+            hr = hr[: h - h % scale, : w - w % scale]
+            if min(hr.shape[:2]) < (lr_patch + 8) * scale:
+                continue
+            self.images.append((hr, None if degradation.enabled else downscale(hr, scale)))
+        if not self.images:
+            raise ConfigError(f"every image in {folder} is smaller than one training patch")
+        areas = np.array([hr.shape[0] * hr.shape[1] for hr, _ in self.images], dtype=np.float64)
+        self.prob = areas / areas.sum()
+
+    def _clean(self, hr, lr):
+        s, p = self.scale, self.patch
+        y = self.rng.integers(0, lr.shape[0] - p + 1)
+        x = self.rng.integers(0, lr.shape[1] - p + 1)
+        return lr[y : y + p, x : x + p], hr[y * s : (y + p) * s, x * s : (x + p) * s], None, 0.0
+
+    def _degraded(self, hr):
+        s, p, d = self.scale, self.patch, self.deg
+        m = 4  # LR margin: covers the blur kernel and the bicubic support at the crop's edges
+        size = (p + 2 * m) * s
+        y = self.rng.integers(0, hr.shape[0] - size + 1)
+        x = self.rng.integers(0, hr.shape[1] - size + 1)
+        crop = hr[y : y + size, x : x + size].astype(np.float64)
+        u = self.rng.random()
+        if u < d.clean_fraction:
+            kernel, noise = isotropic_gaussian(0.0), 0.0
+        else:
+            if self.rng.random() < d.anisotropic:
+                kernel = random_anisotropic(self.rng)
+            else:
+                kernel = isotropic_gaussian(self.rng.uniform(0.2, d.blur_max))
+            noise = float(self.rng.uniform(0, d.noise_max)) if self.rng.random() < 0.8 else 0.0
+        lr = np.clip(np.round(imresize(blur(crop, kernel), 1.0 / s)), 0, 255)[m : m + p, m : m + p]
+        if noise > 0:
+            lr = lr + self.rng.normal(0, noise, lr.shape)
+        lr = np.clip(np.round(lr), 0, 255).astype(np.uint8)
+        return lr, hr[y + m * s : y + (m + p) * s, x + m * s : x + (m + p) * s], kernel, noise
+
+    def batch(self, n: int):
+        """(lr, hr, maps): N×3×p×p and N×3×sp×sp float tensors in [0, 1]; maps is a dict of
+        tensors for degradation-aware models, else {}."""
+        lrs, hrs, codes, noises = [], [], [], []
+        for k in self.rng.choice(len(self.images), size=n, p=self.prob):
+            hr, lr_full = self.images[k]
+            a, b, kernel, noise = self._clean(hr, lr_full) if lr_full is not None else self._degraded(hr)
+            rot, flip = int(self.rng.integers(4)), self.rng.random() < 0.5
+            a, b = np.rot90(a, rot), np.rot90(b, rot)
+            if flip:
+                a, b = a[:, ::-1], b[:, ::-1]
+            if kernel is not None:  # an anisotropic kernel turns and flips with its patch
+                kernel = np.rot90(kernel, rot)
+                kernel = kernel[:, ::-1] if flip else kernel
+            lrs.append(np.ascontiguousarray(a))
+            hrs.append(np.ascontiguousarray(b))
+            codes.append(kernel_code(kernel if kernel is not None else isotropic_gaussian(0.0)))
+            noises.append(noise)
+        to_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
+        maps = {}
+        if self.with_maps:
+            raw = degradation_maps(np.stack(codes), np.array(noises), n, self.patch, self.patch)
+            maps = {k: torch.from_numpy(v) for k, v in raw.items()}
+        return to_t(lrs), to_t(hrs), maps
