@@ -15,12 +15,11 @@ from typing import Callable
 import av
 import numpy as np
 
-from .backends import create_backend, list_backends, resolve_backend
+from .backends import list_backends, resolve_backend
 from .config import RunConfig
 from .errors import BackendUnavailableError
 from .io.sink import Sink, SinkConfig
 from .io.source import Source
-from .models.registry import get_model
 from .pipeline.job import build_stages, run_sequential, upscale_video
 
 __all__ = ["run_bench", "synth_clip"]
@@ -48,9 +47,8 @@ def synth_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) 
 
 
 def _sequential_fps(clip: Path, out: Path, config: RunConfig) -> float:
-    spec = get_model(config.model, config.scale)
     with Source(clip) as source:
-        backend = create_backend(config.backend, spec, config.scale, device=config.device)
+        backend = config.load_backend()
         info = source.info
         try:
             with Sink(out, info, info.width * config.scale, info.height * config.scale, config.sink) as sink:

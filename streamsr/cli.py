@@ -8,6 +8,7 @@ far) and exit with 130.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import time
@@ -57,6 +58,22 @@ class _Progress:
             click.echo("", err=True)
 
 
+class _Notes(logging.Handler):
+    """Library warnings (e.g. "building a TensorRT engine, this takes a while") as one line each;
+    FFmpeg's own messages (streamsr.ffmpeg) stay out of the user's way."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("streamsr.ffmpeg"):
+            click.echo(f"streamsr: note: {record.getMessage()}", err=True)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("streamsr")
+    if not any(isinstance(h, _Notes) for h in logger.handlers):
+        handler = _Notes(logging.WARNING)
+        logger.addHandler(handler)
+
+
 def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: graceful stop
     raise KeyboardInterrupt
 
@@ -91,6 +108,7 @@ def main() -> None:
       streamsr models
       streamsr export --model espcn --scale 2 -o espcn_x2.onnx
     """
+    _setup_logging()
 
 
 @main.command()
@@ -117,6 +135,8 @@ def main() -> None:
 @click.option("--pix-fmt", default=None, help="Output pixel format (default: the input's when the encoder takes it).")
 @click.option("--hls-time", type=float, default=None, help="HLS segment length in seconds (default 2).")
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (default 1).")
+@click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile.")
+@click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16).")
 @click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8; at most 2 when live).")
 @click.option("--realtime/--no-realtime", default=None,
               help="Live mode: drop the oldest waiting frames to keep latency bounded. Default: on for "
@@ -187,8 +207,8 @@ def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, 
         signal.signal(signal.SIGTERM, previous)
         progress.close()
     if stats_json:
-        report = [r.stats.as_dict() if r.stats else {"camera": r.camera.name, "error": str(r.error)}
-                  for r in results]
+        report = [{**(r.stats.as_dict() if r.stats else {"camera": r.camera.name}),
+                   **({"error": str(r.error)} if r.error else {})} for r in results]
         Path(stats_json).write_text(json.dumps(report[0] if len(report) == 1 else report, indent=2) + "\n")
     failed = [r for r in results if r.error is not None]
     if not quiet:
@@ -229,8 +249,8 @@ def _run_all(cameras, config, progress, max_frames, duration, metrics_port):
         try:
             stats = upscale_video(cam.input, cam.output, config, progress=progress, stop_after=max_frames,
                                   duration=duration, handle=handle)
-        except StreamSRError as exc:
-            return [CameraResult(cam, error=exc)]
+        except StreamSRError as exc:  # a lost stream still has its stats (and a kept recording)
+            return [CameraResult(cam, stats=getattr(exc, "stats", None), error=exc)]
         return [CameraResult(cam, stats=stats)]
 
 
@@ -240,9 +260,13 @@ def _summary(camera, stats, several: bool) -> None:
     out = stats.extra["output"]
     where = "stdout" if camera.output == "-" else mask_credentials(camera.output)
     live = ""
+    deg = stats.extra.get("degradation")
+    if deg:
+        told = f"noise {deg['noise']:g}" if deg["noise"] is not None else f"noise estimated {deg['noise_estimated']}"
+        live += f", blur {deg['blur']:g}, {told}"
     if stats.realtime:
         lat = stats.latency
-        live = (f", dropped {stats.dropped}, latency p50 {lat['p50_ms']} ms p95 {lat['p95_ms']} ms"
+        live += (f", dropped {stats.dropped}, latency p50 {lat['p50_ms']} ms p95 {lat['p95_ms']} ms"
                 f" max {lat['max_ms']} ms, reconnects {stats.reconnects}")
     click.echo(
         f"streamsr: {camera.name + ': ' if several else ''}"
@@ -288,6 +312,66 @@ def export(model, scale, precision, weights, output):
     export_onnx(spec, scale, output, precision=precision, weights=weights, check=True)
     click.echo(f"wrote {output} ({spec.name} x{scale}, {precision}; inputs: {', '.join(spec.inputs)}; "
                "checked against PyTorch with ONNX Runtime)")
+
+
+@main.command(name="build-engine")
+@click.option("--model", default="espcn", show_default=True)
+@click.option("--scale", type=int, default=2, show_default=True)
+@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True)
+@click.option("--min-shape", default="1x3x64x64", show_default=True, help="Smallest LR image batch NxCxHxW.")
+@click.option("--opt-shape", default="1x3x540x960", show_default=True, help="The shape to tune for.")
+@click.option("--max-shape", default="4x3x1080x1920", show_default=True, help="Largest LR image batch.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--engine-dir", type=click.Path(file_okay=False), default=None, help="Engine cache (default engines/).")
+def build_engine_cmd(model, scale, precision, min_shape, opt_shape, max_shape, weights, engine_dir):
+    """Export ONNX and build a TensorRT engine into the engine cache (needs TensorRT and a GPU).
+
+    \b
+    Example:
+      streamsr build-engine --model udvd --scale 2 --precision fp16 --min-shape 1x3x64x64 \\
+          --opt-shape 1x3x540x960 --max-shape 4x3x1080x1920
+    """
+    from .backends.engine import ShapeProfile
+    from .backends.tensorrt_backend import TensorRTBackend, TensorRTConfig
+    from .errors import BackendUnavailableError
+    from .models import get_model
+
+    profile = ShapeProfile.parse(min_shape, opt_shape, max_shape)
+    spec = get_model(model, scale)
+    if not TensorRTBackend.available("cuda"):
+        raise BackendUnavailableError(TensorRTBackend.unavailable_reason("cuda"))
+    backend = TensorRTBackend(spec, scale, TensorRTConfig(precision=precision, engine_dir=engine_dir,
+                                                          profile=profile), weights)
+    click.echo(f"engine ready: {backend.cache.folder}")
+    backend.close()
+
+
+@main.group()
+def engines():
+    """List or remove cached TensorRT engines."""
+
+
+@engines.command(name="list")
+@click.option("--engine-dir", type=click.Path(file_okay=False), default=None)
+def engines_list(engine_dir):
+    """Show cached engines with their size."""
+    from .backends.engine import EngineCache
+
+    cache = EngineCache(engine_dir)
+    found = cache.list()
+    for p in found:
+        click.echo(f"{p.stat().st_size / 2**20:8.1f} MiB  {p.name}")
+    click.echo(f"{len(found)} engine(s) in {cache.folder}")
+
+
+@engines.command(name="clean")
+@click.option("--engine-dir", type=click.Path(file_okay=False), default=None)
+def engines_clean(engine_dir):
+    """Delete every cached engine and the timing cache."""
+    from .backends.engine import EngineCache
+
+    gone = EngineCache(engine_dir).clean()
+    click.echo(f"removed {len(gone)} file(s)")
 
 
 @main.command()

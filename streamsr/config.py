@@ -7,14 +7,16 @@ config can't exist.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 from .io.live import LiveConfig
 from .io.sink import SinkConfig
 
-__all__ = ["RunConfig"]
+__all__ = ["RunConfig", "read_toml"]
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
@@ -39,6 +41,10 @@ class RunConfig:
             estimates it from the frames (``--noise auto``) and smooths it over time.
         blur: degradation-aware models: isotropic blur width in HR pixels; None = a mild camera
             blur, 0.5 × scale (1.0 at x2, 2.0 at x4).
+        tile: run frames larger than this many LR pixels a side tile by tile (memory-bound GPUs,
+            TensorRT profiles); None = whole frames.
+        tile_overlap: LR pixels shared by neighbouring tiles (seam-free when it covers the
+            network's receptive field).
         sink: encoder settings.
         live: how live inputs are read (reconnect, watchdog).
     """
@@ -57,8 +63,23 @@ class RunConfig:
     max_latency: float = 0.5
     noise: float | None = None
     blur: float | None = None
+    tile: int | None = None
+    tile_overlap: int = 16
     sink: SinkConfig = field(default_factory=SinkConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+
+    def load_backend(self, backend: str | None = None):
+        """Load this run's model on its backend (tiled when ``tile`` is set).
+
+        Args:
+            backend: override of ``self.backend``.
+        """
+        from .backends import create_backend
+        from .models.registry import get_model
+
+        return create_backend(backend or self.backend, get_model(self.model, self.scale), self.scale,
+                              device=self.device, precision=self.precision, weights=self.weights,
+                              tile=self.tile, tile_overlap=self.tile_overlap)
 
     @property
     def blur_width(self) -> float:
@@ -98,3 +119,22 @@ class RunConfig:
         nested = {name: kind(**{k: v for k, v in options.items() if k in keys[name]})
                   for name, kind in parts.items()}
         return cls(**nested, **{k: v for k, v in options.items() if k in run_keys})
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a TOML file.
+
+    Args:
+        path: the file.
+        what: what it is, for messages ("cameras file", "training config").
+
+    Raises:
+        ConfigError: missing file or invalid TOML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML in {path}: {exc}") from exc

@@ -16,6 +16,7 @@ __all__ = [
     "BackendUnavailableError",
     "MediaError",
     "DecodeError",
+    "StreamLostError",
     "EncodeError",
     "OutputError",
     "ExportError",
@@ -71,6 +72,13 @@ class MediaError(StreamSRError, OSError):
 
 class DecodeError(MediaError):
     """Decoding failed in a way the run cannot continue from."""
+
+
+class StreamLostError(MediaError):
+    """A live input went away for good (or a file broke off) after frames were written; the output
+    was finalized and holds them. ``stats`` carries the run's statistics."""
+
+    stats = None
 
 
 class EncodeError(MediaError):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
 
 __all__ = ["ColourTags", "VideoInfo", "Frame", "PassThrough", "BT601", "BT709"]
 

@@ -200,3 +200,32 @@ def test_cli_bounded_live_run_masks_credentials(rtsp_server, tmp_path):
     assert "rtsp://***@" in data["input"]["name"]
     times, imgs = _times(out)  # fragmented MP4 written live, readable
     assert len(imgs) == data["frames_out"] > 0 and times[-1] - times[0] < 2.0
+
+
+def test_stream_lost_for_good_keeps_the_recording(rtsp_server, tmp_path):
+    from streamsr.errors import StreamLostError
+
+    server = rtsp_server()
+    out = tmp_path / "cam.mp4"
+    handle = RunHandle("cam")
+    config = RunConfig(scale=2, live=LiveConfig(read_timeout=2.0, open_timeout=2.0, backoff_initial=0.2,
+                                                backoff_max=0.5, reconnect_max_wait=2.0))
+    result = {}
+
+    def run():
+        try:
+            upscale_video(server.url(), out, config, handle=handle)
+        except StreamLostError as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    while handle.frames_out < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop()  # and never comes back
+    t.join(timeout=60)
+    error = result["error"]
+    assert "--reconnect-max-wait" in str(error) and error.stats.frames_out >= 20
+    assert not (tmp_path / "cam.mp4.partial").exists()
+    assert len(read_video(out)[1]) == error.stats.frames_out  # finalized and playable

@@ -225,3 +225,12 @@ def test_noise_option_needs_a_degradation_aware_model(small_clip, tmp_path):
 
     with pytest.raises(ConfigError, match="udvd"):
         upscale_video(small_clip, tmp_path / "o.mp4", RunConfig(model="espcn", scale=2, noise=10))
+
+
+def test_tiled_run_matches_whole_frames(small_clip, tmp_path):
+    a, b = tmp_path / "a.mkv", tmp_path / "b.mkv"
+    upscale_video(small_clip, a, RunConfig(scale=2, sink=SinkConfig(codec="ffv1")))
+    upscale_video(small_clip, b, RunConfig(scale=2, tile=40, tile_overlap=8, sink=SinkConfig(codec="ffv1")))
+    fa, fb = read_video(a)[1], read_video(b)[1]
+    assert len(fa) == len(fb) == 12
+    assert max(int(np.abs(x.astype(int) - y).max()) for x, y in zip(fa, fb)) <= 1

@@ -146,6 +146,8 @@ def create_backend(
     device: str = "auto",
     precision: str | None = None,
     weights: str | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 16,
     **options: Any,
 ) -> Backend:
     """Resolve device and backend, then load the model on it.
@@ -157,6 +159,8 @@ def create_backend(
         device: auto, cpu or cuda.
         precision: fp32 or fp16 (None = fp16 on CUDA, fp32 on CPU).
         weights: user weights file instead of the shipped ones.
+        tile: run frames larger than this (LR pixels a side) tile by tile (None: whole frames).
+        tile_overlap: LR pixels neighbouring tiles share.
         options: backend-specific options (unset ones dropped by the caller).
     """
     device = resolve_device(device)
@@ -165,4 +169,9 @@ def create_backend(
         precision = "fp16" if device == "cuda" else "fp32"
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"unknown precision {precision!r}; use fp32 or fp16")
-    return _BACKENDS[chosen].make(spec, scale, device=device, precision=precision, weights=weights, **options)
+    backend = _BACKENDS[chosen].make(spec, scale, device=device, precision=precision, weights=weights, **options)
+    if tile:
+        from .tiling import TiledBackend
+
+        backend = TiledBackend(backend, scale, tile, tile_overlap)
+    return backend

@@ -1,18 +1,28 @@
-"""TensorRT backend entry.
+"""TensorRT backend: finds a matching engine in the cache or builds one, then runs it with
+``execute_async_v3`` on a CUDA stream, device buffers being PyTorch CUDA tensors (no pycuda).
 
-Engine building and the TensorRT runtime are not part of this version; this entry exists so that
-``--backend tensorrt`` and ``auto`` behave predictably: it reports why it cannot run here.
+Written against the documented Python API of TensorRT 10 and 11 (named I/O tensors,
+``set_input_shape``/``set_tensor_address``); not yet run on a GPU here, see README.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
+from dataclasses import dataclass
 
-from ..errors import BackendUnavailableError
+import numpy as np
+
+from ..errors import BackendUnavailableError, ConfigError
 from ..models.registry import ModelSpec
 from .base import register_backend
+from .engine import EngineCache, EngineKey, Shape, ShapeProfile, build_engine, network_flags
+from .export import OUTPUT_NAME, export_onnx
 
-__all__ = ["TensorRTBackend", "tensorrt_installed"]
+__all__ = ["TensorRTConfig", "TensorRTBackend", "tensorrt_installed", "engine_key_for"]
+
+log = logging.getLogger("streamsr")
 
 
 def tensorrt_installed() -> bool:
@@ -20,22 +30,150 @@ def tensorrt_installed() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
 
 
+@dataclass(frozen=True, kw_only=True)
+class TensorRTConfig:
+    """Options of the TensorRT backend.
+
+    Args:
+        precision: "fp16" or "fp32" (decided at build time; part of the engine key).
+        engine: an explicit engine file (refused if its key does not match this model/GPU/TRT).
+        engine_dir: the engine cache folder (default: the project's engines/).
+        profile: shapes to build for; None = built for the first frame's size (batch up to
+            ``max_batch``).
+        max_batch: largest batch of an automatically built engine.
+    """
+
+    precision: str = "fp16"
+    engine: str | None = None
+    engine_dir: str | None = None
+    profile: ShapeProfile | None = None
+    max_batch: int = 4
+
+
+def _onnx_precision(trt, precision: str) -> str:
+    # strongly typed builds take precision from the graph; a TRT without strong typing takes an
+    # fp32 graph and the FP16 builder flag
+    return precision if network_flags(trt) else "fp32"
+
+
+def engine_key_for(spec: ModelSpec, scale: int, profile: ShapeProfile, precision: str,
+                   weights: str | None = None) -> tuple[EngineKey, bytes]:
+    """The engine key (and the ONNX it hashes) for a model on this machine's GPU and TensorRT."""
+    import tensorrt as trt
+    import torch
+
+    onnx = export_onnx(spec, scale, precision=_onnx_precision(trt, precision), weights=weights)
+    key = EngineKey.make(spec.name, scale, onnx, profile, precision, trt.__version__,
+                         torch.cuda.get_device_name(), torch.cuda.get_device_capability())
+    return key, onnx
+
+
 @register_backend("tensorrt")
 class TensorRTBackend:
-    """Placeholder registry entry; never available until the engine runtime lands."""
+    """Runs serialized TensorRT engines; builds and caches them on first use."""
+
+    def __init__(self, spec: ModelSpec, scale: int, config: TensorRTConfig, weights: str | None = None):
+        import torch
+
+        self.spec, self.scale, self.config, self.weights = spec, scale, config, weights
+        self.cache = EngineCache(config.engine_dir)
+        self.device = torch.device("cuda")
+        self.stream = torch.cuda.Stream()
+        self.context = self.engine = self.profile = None
+        if config.engine or config.profile:
+            self._load(config.profile or _profile_from_name(config.engine))
+
+    @classmethod
+    def create(cls, spec: ModelSpec, scale: int, *, device: str, precision: str, weights=None, **opts):
+        """Build from generic options (see :func:`streamsr.backends.create_backend`)."""
+        if device != "cuda":
+            raise BackendUnavailableError("TensorRT runs on CUDA GPUs only; use --device cuda")
+        return cls(spec, scale, TensorRTConfig(precision=precision, **opts), weights)
 
     @classmethod
     def available(cls, device: str) -> bool:
-        return False
+        if device != "cuda" or not tensorrt_installed():
+            return False
+        import torch
+
+        return torch.cuda.is_available()
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str:
         if not tensorrt_installed():
             return ("TensorRT is not installed (it needs an NVIDIA GPU and the tensorrt package); "
                     "use --backend torch or onnxruntime")
-        return ("this streamsr version cannot run TensorRT engines yet; "
-                "use --backend torch or onnxruntime")
+        return "TensorRT needs a CUDA GPU, and PyTorch sees none; use --backend onnxruntime --device cpu"
 
-    @classmethod
-    def create(cls, spec: ModelSpec, scale: int, **_):
-        raise BackendUnavailableError(cls.unavailable_reason("cuda"))
+    def _load(self, profile: ShapeProfile) -> None:
+        import tensorrt as trt
+
+        key, onnx = engine_key_for(self.spec, self.scale, profile, self.config.precision, self.weights)
+        if self.config.engine:
+            path = os.fspath(self.config.engine)
+            if os.path.basename(path) != key.filename:
+                raise ConfigError(
+                    f"engine {os.path.basename(path)} does not match this model, precision, TensorRT "
+                    f"and GPU (expected {key.filename}); rebuild it with `streamsr build-engine`")
+        else:
+            path = self.cache.path(key)
+            if not os.path.exists(path):
+                stale = self.cache.stale(key)
+                if stale:
+                    log.warning("ignoring %d stale engine(s) for %s x%d (`streamsr engines clean` removes them)",
+                                len(stale), self.spec.name, self.scale)
+                log.warning("building a TensorRT engine for %s x%d (%s, %s); this takes a while, once",
+                            self.spec.name, self.scale, self.config.precision, profile)
+                data = build_engine(onnx, dict(zip(self.spec.inputs, self.spec.input_channels)), profile,
+                                    self.config.precision, self.cache.timing_cache)
+                self.cache.folder.mkdir(parents=True, exist_ok=True)
+                tmp = f"{path}.partial"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        with open(path, "rb") as f:
+            self.engine = runtime.deserialize_cuda_engine(f.read())
+        if self.engine is None:
+            raise ConfigError(f"TensorRT could not load engine {path}; rebuild it with `streamsr build-engine`")
+        self.context = self.engine.create_execution_context()
+        self.profile = profile
+
+    def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Upscale an N×C×H×W float32 batch; returns float32 N×C×sH×sW."""
+        import torch
+
+        n, _, h, w = batch.shape
+        if self.context is None:
+            self._load(ShapeProfile(Shape(1, 3, min(h, 64), min(w, 64)), Shape(n, 3, h, w),
+                                    Shape(max(n, self.config.max_batch), 3, h, w)))
+        if not self.profile.covers(n, h, w):
+            raise ConfigError(f"a batch of {n} frames of {w}x{h} is outside the engine's profile {self.profile}; "
+                              "use --tile, or build an engine with a larger --max-shape")
+        arrays = {self.spec.inputs[0]: batch, **(extra or {})}
+        with torch.cuda.stream(self.stream):
+            tensors = {name: torch.from_numpy(np.ascontiguousarray(arrays[name], dtype=np.float32))
+                       .pin_memory().to(self.device, non_blocking=True) for name in self.spec.inputs}
+            for name, t in tensors.items():
+                self.context.set_input_shape(name, tuple(t.shape))
+                self.context.set_tensor_address(name, t.data_ptr())
+            out = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT_NAME)), dtype=torch.float32,
+                              device=self.device)
+            self.context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed")
+        self.stream.synchronize()
+        return out.cpu().numpy()
+
+    def close(self) -> None:
+        """Release the execution context and engine."""
+        self.context = self.engine = None
+
+
+def _profile_from_name(path: str | None) -> ShapeProfile:
+    """Read the shape profile out of an engine file name (see EngineKey.filename)."""
+    name = os.path.basename(path or "")
+    parts = name.split("-")
+    if len(parts) < 3 or parts[2].count("_") != 2:
+        raise ConfigError(f"{name!r} is not an engine file named by streamsr (build one with `streamsr build-engine`)")
+    return ShapeProfile.parse(*parts[2].split("_"))

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
 
-import av
 
 from ..errors import ConfigError, MediaError
 from ..frames import Frame, VideoInfo
@@ -69,6 +68,8 @@ class LiveSource:
         info: :class:`VideoInfo` of the first connection (time base 1/90000).
         reconnects: successful reconnections so far.
         last_error: why the stream last dropped (credentials masked).
+        ended_early: why the run had to give up on the stream (it stayed away longer than
+            ``reconnect_max_wait``, or dropped with reconnection off); None otherwise.
     """
 
     def __init__(self, url: str, config: LiveConfig = LiveConfig(), *, stop: threading.Event | None = None,
@@ -79,6 +80,7 @@ class LiveSource:
         self.decode_threads = decode_threads
         self.reconnects = 0
         self.last_error: str | None = None
+        self.ended_early: str | None = None
         self.frames_decoded = 0
         self.resized_frames = 0
         self._errors_before = 0
@@ -170,6 +172,7 @@ class LiveSource:
         while not self.stop_event.is_set():
             session = self._session
             anchor: tuple[float, float] | None = None  # (stream seconds, local seconds)
+            failure: str | None = None
             try:
                 for item in session:
                     if not isinstance(item, Frame):
@@ -178,13 +181,21 @@ class LiveSource:
                     yield frame
                     if self.stop_event.is_set():
                         return
-                self.last_error = "the stream ended"
+                failure = session.ended_early
             except MediaError as exc:
-                self.last_error = str(exc)
-            if self.stop_event.is_set() or not self.config.reconnect:
+                failure = str(exc)
+            self.last_error = failure or "the stream ended"
+            if self.stop_event.is_set():
+                return
+            if not self.config.reconnect:  # a stream that ends is the end; one that breaks is an error
+                self.ended_early = failure
                 return
             self._retire()
-            self._session = self._connect()
+            try:
+                self._session = self._connect()
+            except MediaError as exc:  # gone for good: end the run, keep what was recorded
+                self.ended_early = str(exc)
+                return
             if self._session is None:
                 return
             self.reconnects += 1

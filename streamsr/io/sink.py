@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from ..errors import ConfigError, EncodeError, OutputError
-from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
+from ..frames import RANGE_FULL, Frame, PassThrough, VideoInfo
 from ..urls import is_url, mask_credentials, url_scheme
 from .source import SWS_FLAGS, sws_colorspace
 

@@ -118,6 +118,8 @@ class Source:
         decode_errors: packets that failed to decode plus FFmpeg's decoder error messages
             (damage FFmpeg concealed); decoding goes on after each.
         corrupt_frames: frames FFmpeg flagged as corrupt (still written, timing intact).
+        ended_early: FFmpeg's message when reading broke off after some frames (the frames read
+            so far are kept); None when the input ended normally.
         last_decode_error: FFmpeg's message for the last error.
     """
 
@@ -141,6 +143,7 @@ class Source:
         self._raised_last: str | None = None
         self._log: _DecoderLog | None = None
         self.corrupt_frames = 0
+        self.ended_early: str | None = None
         self.frames_decoded = 0
         self._container: av.container.InputContainer | None = None
         self.info: VideoInfo | None = None
@@ -272,7 +275,10 @@ class Source:
                     yield Frame(self.frames_decoded - 1, pts, tb, frame, self._frame_colour(frame),
                                 time.monotonic())
         except av.FFmpegError as exc:
-            raise DecodeError(mask_credentials(f"reading {self.name} failed: {exc}"), self.frames_decoded) from exc
+            message = mask_credentials(f"reading {self.name} failed: {exc}")
+            if not self.frames_decoded:
+                raise DecodeError(message, 0) from exc
+            self.ended_early = message  # a damaged tail: keep what was read
         finally:
             libav.removeHandler(self._log)
 

@@ -11,7 +11,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-import torch
 from torch import nn
 
 from ..errors import UnknownModelError, UnsupportedScaleError, WeightsError

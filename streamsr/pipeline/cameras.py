@@ -18,15 +18,12 @@ A cameras file (TOML)::
 from __future__ import annotations
 
 import threading
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..backends import create_backend
-from ..config import RunConfig
+from ..config import RunConfig, read_toml
 from ..errors import ConfigError, StreamSRError
-from ..models.registry import get_model
 from ..urls import mask_credentials
 from .hub import InferenceHub
 from .job import RunHandle, upscale_video
@@ -68,13 +65,7 @@ def load_cameras(path: str | Path) -> tuple[list[Camera], dict]:
     Raises:
         ConfigError: missing file, bad TOML, a camera without input/output, duplicate names.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"cameras file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML in {path}: {exc}") from exc
+    data = read_toml(path, "cameras file")
     cameras = []
     for i, entry in enumerate(data.get("camera", [])):
         missing = {"input", "output"} - set(entry)
@@ -110,9 +101,7 @@ def run_cameras(
     Returns:
         One :class:`CameraResult` per camera, in order.
     """
-    spec = get_model(config.model, config.scale)
-    backend = create_backend(config.backend, spec, config.scale, device=config.device,
-                             precision=config.precision, weights=config.weights)
+    backend = config.load_backend()
     hub = InferenceHub(backend, max_batch=max(config.batch_size, len(cameras)))
     stop = stop_event or threading.Event()
     results = [CameraResult(c) for c in cameras]
@@ -126,6 +115,7 @@ def run_cameras(
                                              stop_event=stop)
         except (StreamSRError, OSError, RuntimeError, ValueError) as exc:  # reported per camera
             results[i].error = exc
+            results[i].stats = getattr(exc, "stats", None)
 
     threads = [threading.Thread(target=work, args=(i,), name=f"streamsr-camera-{c.name}", daemon=True)
                for i, c in enumerate(cameras)]

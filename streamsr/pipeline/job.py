@@ -10,10 +10,9 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..backends import create_backend
 from ..degradation import Degradation, NoiseTracker, degradation_maps
 from ..config import RunConfig
-from ..errors import ConfigError, MediaError
+from ..errors import ConfigError, MediaError, StreamLostError
 from ..frames import Frame, PassThrough
 from ..io.live import LiveSource
 from ..io.sink import Sink, SinkConfig, check_encoder, container_format
@@ -221,8 +220,7 @@ def upscale_video(
         sink_config = _sink_config(config, realtime, info)
         own_backend = backend is None
         if own_backend:
-            backend = create_backend(config.backend, spec, config.scale, device=config.device,
-                                     precision=config.precision, weights=config.weights)
+            backend = config.load_backend()
         try:
             sink = Sink(dst, info, info.width * config.scale, info.height * config.scale,
                         sink_config, source.audio_streams)
@@ -272,5 +270,14 @@ def upscale_video(
     if live_input and source.reconnects:
         stats.notices.append(f"the stream dropped and came back {source.reconnects} time(s)")
     if sink.frames_written == 0 and not interrupted:
-        raise MediaError(f"no video frame could be decoded from {source.name}")
+        raise MediaError(source.ended_early or f"no video frame could be decoded from {source.name}")
+    if source.ended_early:
+        if not live_input:  # a file whose tail is damaged: a notice, the run succeeded
+            stats.notices.append(f"the input broke off after {source.frames_decoded} frames; "
+                                 f"they were all written ({source.ended_early})")
+        else:  # a live stream lost for good: the recording is finalized and kept, the run failed
+            error = StreamLostError(f"{source.ended_early}; the output holds the "
+                                    f"{sink.frames_written} frames recorded before")
+            error.stats = stats
+            raise error
     return stats

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ..config import read_toml
 from ..errors import ConfigError
 
 __all__ = ["TrainConfig", "DegradationSampling", "GanConfig", "load_train_config"]
@@ -115,13 +115,7 @@ def load_train_config(path: str | Path, **overrides) -> TrainConfig:
     Raises:
         ConfigError: missing file, bad TOML, unknown keys, invalid values.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training config not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML in {path}: {exc}") from exc
+    data = read_toml(path, "training config")
     data.update({k: v for k, v in overrides.items() if v is not None})
     data["degradation"] = _build(DegradationSampling, data.get("degradation", {}), f"{path} [degradation]")
     data["gan"] = _build(GanConfig, data.get("gan", {}), f"{path} [gan]")

@@ -1,0 +1,126 @@
+"""The GPU fast path: what can be checked on a CPU runs everywhere; the rest is marked gpu/tensorrt
+and skipped at collection where absent."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from streamsr.backends.engine import EngineCache, EngineKey, Shape, ShapeProfile, network_flags, uses_fp16_flag
+from streamsr.backends.tensorrt_backend import _profile_from_name
+from streamsr.backends.tiling import TiledBackend, tile_ranges
+from streamsr.errors import ConfigError
+from streamsr.evaluate import ModuleBackend
+from streamsr.models import build_model, get_model, list_models
+
+PROFILE = ShapeProfile.parse("1x3x64x64", "1x3x540x960", "4x3x1080x1920")
+
+
+def _psnr(a, b):
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def test_shape_parsing_and_validation():
+    assert Shape.parse("4x3x1080x1920") == Shape(4, 3, 1080, 1920)
+    for bad in ("1x3x64", "1x4x64x64", "0x3x64x64", "axbxcxd"):
+        with pytest.raises(ConfigError):
+            Shape.parse(bad)
+    with pytest.raises(ConfigError, match="min <= opt <= max"):
+        ShapeProfile.parse("1x3x64x64", "1x3x32x960", "4x3x1080x1920")
+    assert PROFILE.covers(2, 720, 1280) and not PROFILE.covers(5, 720, 1280) and not PROFILE.covers(1, 1440, 2560)
+    assert _profile_from_name(f"espcn_x2-abc-{PROFILE}-fp16-trt10.3.0-h100-sm90.engine") == PROFILE
+
+
+def test_engine_key_changes_with_everything_that_invalidates_it():
+    base = dict(model="udvd", scale=2, onnx=b"graph", profile=PROFILE, precision="fp16",
+                trt_version="10.3.0.26", gpu="NVIDIA H100 80GB HBM3", compute_capability=(9, 0))
+    name = EngineKey.make(**base).filename
+    assert name == f"udvd_x2-{EngineKey.make(**base).onnx_sha}-{PROFILE}-fp16-trt10.3.0-nvidiah10080gbhbm3-sm90.engine"
+    changes = dict(onnx=b"graph2", profile=ShapeProfile.parse("1x3x64x64", "1x3x720x1280", "4x3x1080x1920"),
+                   precision="fp32", trt_version="11.0.1", gpu="NVIDIA A10", compute_capability=(8, 6))
+    for key, value in changes.items():
+        assert EngineKey.make(**{**base, key: value}).filename != name, key
+
+
+def test_engine_cache_list_stale_clean(tmp_path):
+    cache = EngineCache(tmp_path)
+    key = EngineKey.make("espcn", 2, b"g", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
+    old = EngineKey.make("espcn", 2, b"old graph", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
+    other = EngineKey.make("udvd", 2, b"g", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
+    for k in (key, old, other):
+        cache.path(k).write_bytes(b"x")
+    cache.timing_cache.write_bytes(b"t")
+    assert [p.name for p in cache.stale(key)] == [old.filename]
+    assert len(cache.list()) == 3
+    assert cache.clean(only_stale_for=key) == [cache.path(old)]
+    assert len(cache.clean()) == 3  # two engines and the timing cache
+    assert cache.list() == []
+
+
+def test_tensorrt_version_guards():
+    flags = SimpleNamespace
+    trt10_old = SimpleNamespace(NetworkDefinitionCreationFlag=flags(EXPLICIT_BATCH=0), BuilderFlag=flags(FP16=0))
+    trt10_new = SimpleNamespace(NetworkDefinitionCreationFlag=flags(EXPLICIT_BATCH=0, STRONGLY_TYPED=1),
+                                BuilderFlag=flags(FP16=0))
+    trt11 = SimpleNamespace(NetworkDefinitionCreationFlag=flags(STRONGLY_TYPED=1), BuilderFlag=flags())
+    assert network_flags(trt10_old) == 0 and uses_fp16_flag(trt10_old, "fp16")
+    assert network_flags(trt10_new) == 2 and not uses_fp16_flag(trt10_new, "fp16")
+    assert network_flags(trt11) == 2 and not uses_fp16_flag(trt11, "fp16")
+    assert not uses_fp16_flag(trt10_old, "fp32")
+
+
+def test_tile_ranges_cover_exactly():
+    for size, tile, overlap in ((100, 40, 8), (64, 64, 16), (33, 20, 4)):
+        ranges = tile_ranges(size, tile, overlap)
+        kept = [i for _, _, a, b in ranges for i in range(a, b)]
+        assert kept == list(range(size))
+        assert all(r1 - r0 <= tile and r0 <= a and b <= r1 for r0, r1, a, b in ranges)
+    with pytest.raises(ConfigError):
+        tile_ranges(100, 32, 16)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_tiled_and_whole_frame_agree(name):
+    spec = get_model(name)
+    scale = spec.scales[0]
+    model = build_model(name, scale, pretrained=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a non-trivial network: untrained heads of UDVD start at zero
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    rng = np.random.default_rng(0)
+    batch = rng.random((1, 3, 70, 90), dtype=np.float32)
+    extra = {n: rng.random((1, c, 70, 90), dtype=np.float32) * 0.1
+             for n, c in zip(spec.inputs[1:], spec.input_channels[1:])}
+    whole = ModuleBackend(model, spec).infer(batch, extra)
+    tiled = TiledBackend(ModuleBackend(model, spec), scale, tile=48, overlap=16).infer(batch, extra)
+    assert tiled.shape == whole.shape
+    assert _psnr(tiled, whole) > 50
+
+
+@pytest.mark.gpu
+def test_torch_cuda_fp16_matches_cpu():
+    from streamsr.backends import create_backend
+
+    spec = get_model("espcn", 2)
+    batch = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
+    cpu = create_backend("torch", spec, 2, device="cpu").infer(batch)
+    gpu = create_backend("torch", spec, 2, device="cuda", precision="fp16").infer(batch)
+    assert _psnr(cpu, gpu) > 40
+
+
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engine_matches_torch(tmp_path, precision):
+    from streamsr.backends import create_backend
+
+    spec = get_model("espcn", 2)
+    batch = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
+    ref = create_backend("torch", spec, 2, device="cpu").infer(batch)
+    trt = create_backend("tensorrt", spec, 2, device="cuda", precision=precision, engine_dir=str(tmp_path))
+    out = trt.infer(batch)
+    assert _psnr(ref, out) > (40 if precision == "fp16" else 60)
+    assert len(EngineCache(tmp_path).list()) == 1  # built once, cached
