@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p runs
-for cfg in udvd_x2 srresnet_x2 srresnet_x4 srgan_x4 udvd_x4 srcnn_x2 srcnn_x3 srcnn_x4; do
+for cfg in srresnet_x2 srresnet_x4 srgan_x4 udvd_x2 udvd_x4 srcnn_x2 srcnn_x3 srcnn_x4; do
     echo "== $cfg $(date +%T)"
     .venv/bin/streamsr train "configs/$cfg.toml" > "runs/$cfg.log" 2>&1
     tail -n 12 "runs/$cfg.log"

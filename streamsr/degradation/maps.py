@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import ConfigError, WeightsError
 from .kernels import KERNEL_SIZE, isotropic_gaussian
 
-__all__ = ["Degradation", "kernel_code", "degradation_maps", "load_pca", "CODE_DIM", "PCA_FILE"]
+__all__ = ["Degradation", "kernel_code", "degradation_maps", "code_map", "noise_map", "load_pca", "CODE_DIM",
+           "PCA_FILE"]
 
 CODE_DIM = 15
 PCA_FILE = "srmd_pca.safetensors"
@@ -73,6 +74,18 @@ class Degradation:
         return kernel_code(self.kernel_array())
 
 
+def code_map(code: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
+    """(n, 15, h, w) float32 kernel-code map from one code (15,) or one per frame (n, 15)."""
+    code = np.broadcast_to(np.asarray(code, np.float32).reshape(-1, CODE_DIM), (n, CODE_DIM))
+    return np.ascontiguousarray(np.broadcast_to(code[:, :, None, None], (n, CODE_DIM, h, w)))
+
+
+def noise_map(noise: float | np.ndarray, n: int, h: int, w: int) -> np.ndarray:
+    """(n, 1, h, w) float32 noise map (σ/255) from one σ (0–255 scale) or one per frame."""
+    sigma = np.broadcast_to(np.asarray(noise, np.float32).reshape(-1), (n,)) / 255.0
+    return np.ascontiguousarray(np.broadcast_to(sigma[:, None, None, None], (n, 1, h, w)))
+
+
 def degradation_maps(code: np.ndarray, noise: float | np.ndarray, n: int, h: int, w: int) -> dict[str, np.ndarray]:
     """Per-pixel maps for a batch.
 
@@ -84,9 +97,4 @@ def degradation_maps(code: np.ndarray, noise: float | np.ndarray, n: int, h: int
     Returns:
         ``{"kernel_code": (n, 15, h, w), "noise_level": (n, 1, h, w)}`` float32.
     """
-    code = np.broadcast_to(np.asarray(code, np.float32).reshape(-1, CODE_DIM), (n, CODE_DIM))
-    sigma = np.broadcast_to(np.asarray(noise, np.float32).reshape(-1), (n,)) / 255.0
-    return {
-        "kernel_code": np.ascontiguousarray(np.broadcast_to(code[:, :, None, None], (n, CODE_DIM, h, w))),
-        "noise_level": np.ascontiguousarray(np.broadcast_to(sigma[:, None, None, None], (n, 1, h, w))),
-    }
+    return {"kernel_code": code_map(code, n, h, w), "noise_level": noise_map(noise, n, h, w)}

@@ -9,6 +9,7 @@ trains on a CPU (see MODELS.md). SRGAN is the same generator fine-tuned adversar
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import ModelSpec, register_model
@@ -35,6 +36,7 @@ class SRResNet(nn.Module):
         super().__init__()
         if scale not in (2, 4):
             raise ValueError(f"SRResNet upsamples by powers of two: 2 or 4, not {scale}")
+        self.scale = scale
         self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU(channels))
         self.body = nn.Sequential(*[_Block(channels) for _ in range(blocks)],
                                   nn.Conv2d(channels, channels, 3, padding=1))
@@ -47,7 +49,8 @@ class SRResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Upscale N×3×H×W in [0, 1] to N×3×sH×sW."""
         f = self.head(x)
-        return self.tail(self.up(f + self.body(f)))
+        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return base + self.tail(self.up(f + self.body(f)))
 
 
 @register_model(ModelSpec(name="srresnet", scales=(2, 4), paper="Ledig et al., CVPR 2017, arXiv:1609.04802",

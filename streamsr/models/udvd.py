@@ -6,8 +6,10 @@ an EDSR-style residual body (residual scaling 0.1) with a global skip, then thre
 convolution modules: the first predicts, per LR pixel, s² k×k kernels applied to the LR image
 (one per sub-pixel position, then pixel shuffle) plus a residual; the next two predict one k×k
 kernel per HR pixel applied to the current estimate plus a residual. Every module's output is
-returned in training (multi-stage loss). Predicted kernels are offsets from a centre tap, so an
-untrained network starts as nearest-neighbour upscaling and trains quickly.
+returned in training (multi-stage loss). Predicted kernels are offsets from fixed base kernels —
+MATLAB-bicubic interpolation weights for each sub-pixel position in the upsampling module, the
+identity in the refinement modules — so an untrained network is exactly bicubic upscaling and
+training only has to learn what bicubic misses (a short CPU budget is enough to beat it).
 
 The paper uses 128 channels and 15 blocks (``configs/udvd_paper.toml``); the shipped weights use
 the smaller variant in :data:`SHIPPED_UDVD`, trainable on a CPU (see MODELS.md).
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 
 from .registry import ModelSpec, register_model
 
-__all__ = ["UDVD", "SHIPPED_UDVD", "apply_dynamic_kernels"]
+__all__ = ["UDVD", "SHIPPED_UDVD", "apply_dynamic_kernels", "bicubic_kernels"]
 
 SHIPPED_UDVD = {"channels": 48, "blocks": 6, "refine_channels": 24}
 
@@ -81,6 +83,30 @@ def _centre(k: int, s: int) -> Tensor:
     return c
 
 
+def _cubic(x: float) -> float:
+    x = abs(x)  # MATLAB's bicubic kernel, a = -0.5
+    if x <= 1:
+        return 1.5 * x**3 - 2.5 * x**2 + 1
+    if x < 2:
+        return -0.5 * x**3 + 2.5 * x**2 - 4 * x + 2
+    return 0.0
+
+
+def bicubic_kernels(k: int, s: int) -> Tensor:
+    """1×s²×k²×1×1 base kernels: for sub-pixel position (i, j) (pixel-shuffle order), the k×k
+    weights over the LR neighbourhood that bicubic interpolation gives that HR pixel."""
+    r = k // 2
+    out = torch.zeros(1, s * s, k * k, 1, 1)
+    for i in range(s):
+        for j in range(s):
+            dy, dx = (i + 0.5) / s - 0.5, (j + 0.5) / s - 0.5  # HR centre offset in LR pixels
+            wy = torch.tensor([_cubic(t - dy) for t in range(-r, r + 1)], dtype=torch.float64)
+            wx = torch.tensor([_cubic(t - dx) for t in range(-r, r + 1)], dtype=torch.float64)
+            kernel = torch.outer(wy / wy.sum(), wx / wx.sum())
+            out[0, i * s + j, :, 0, 0] = kernel.reshape(-1).float()
+    return out
+
+
 class UDVD(nn.Module):
     """Args: scale: 2, 3 or 4; channels/blocks: body size; refine_channels: HR feature width;
     kernel_size: dynamic kernel side; code_dim: kernel code length."""
@@ -102,7 +128,7 @@ class UDVD(nn.Module):
                                          nn.PixelShuffle(scale), nn.ReLU(inplace=True))
         self.refine = nn.ModuleList([_Refine(refine_channels, kernel_size) for _ in range(2)])
         self.shuffle = nn.PixelShuffle(scale)
-        self.register_buffer("centre", _centre(kernel_size, s2), persistent=False)
+        self.register_buffer("base", bicubic_kernels(kernel_size, scale), persistent=False)
 
     def forward(self, image: Tensor, kernel_code: Tensor, noise_level: Tensor, all_stages: bool = False):
         """Upscale N×3×H×W in [0, 1] given N×15×H×W kernel codes and N×1×H×W noise (σ/255).
@@ -113,7 +139,7 @@ class UDVD(nn.Module):
         f = self.head(torch.cat([image, kernel_code, noise_level], dim=1))
         f = f + self.body(f)
         n, _, h, w = image.shape
-        kernels = self.up_kernels(f).view(n, self.scale**2, self.k**2, h, w) + self.centre
+        kernels = self.up_kernels(f).view(n, self.scale**2, self.k**2, h, w) + self.base
         y = self.shuffle(apply_dynamic_kernels(image, kernels, self.k)) + self.up_residual(f)
         hr = self.hr_features(f)
         outputs = [y]

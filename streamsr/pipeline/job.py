@@ -10,7 +10,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..degradation import Degradation, NoiseTracker, degradation_maps
+from ..degradation import Degradation, NoiseTracker, code_map, noise_map
 from ..config import RunConfig
 from ..errors import ConfigError, MediaError, StreamLostError
 from ..frames import Frame, PassThrough
@@ -80,10 +80,14 @@ def build_stages(backend, sink: Sink, config: RunConfig, *, realtime: bool = Fal
     maps = None
     if len(spec.inputs) > 1:
         code = Degradation(blur=config.blur_width).code()
+        code_maps: dict[tuple[int, int, int], np.ndarray] = {}  # constant per run: built once per shape
 
         def maps(frames, h, w):
             sigma = [config.noise if config.noise is not None else f.noise for f in frames]
-            return degradation_maps(code, np.array(sigma, dtype=np.float32), len(frames), h, w)
+            shape = (len(frames), h, w)
+            if shape not in code_maps:
+                code_maps[shape] = code_map(code, *shape)
+            return {"kernel_code": code_maps[shape], "noise_level": noise_map(np.array(sigma), *shape)}
 
     return [ToTensorStage(noise), InferStage(backend, config.batch_size, maps=maps, max_latency=max_latency),
             ToFrameStage(sink), EncodeStage(sink, latency)]
