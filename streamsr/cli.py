@@ -127,7 +127,8 @@ def main() -> None:
 @click.option("--noise", "noise_opt", default=None, help="UDVD: noise σ on the 0-255 scale, or auto (default: "
               "estimated from the frames, smoothed over time, reported in the stats).")
 @click.option("--blur", type=float, default=None, help="UDVD: blur width in HR pixels (default 0.5 x scale).")
-@click.option("--codec", default=None, help="Any FFmpeg video encoder (default libx264; e.g. libx265, ffv1).")
+@click.option("--codec", default=None, help="Any FFmpeg video encoder (default libx264; e.g. libx265, ffv1, "
+              "h264_nvenc: a hardware encoder this machine lacks falls back to its software twin).")
 @click.option("--crf", type=float, default=None, help="Constant rate factor (default 18 for x264/x265).")
 @click.option("--preset", default=None, help="Encoder preset (default: the encoder's; veryfast when live).")
 @click.option("--tune", default=None, help="Encoder tune (default: zerolatency for live x264/x265).")
@@ -135,6 +136,8 @@ def main() -> None:
 @click.option("--pix-fmt", default=None, help="Output pixel format (default: the input's when the encoder takes it).")
 @click.option("--hls-time", type=float, default=None, help="HLS segment length in seconds (default 2).")
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (default 1).")
+@click.option("--hwdec", default=None, help="Hardware decoding: auto (NVDEC when a CUDA GPU is there), none, "
+              "cuda, qsv, vaapi; falls back to the CPU.")
 @click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile.")
 @click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16).")
 @click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8; at most 2 when live).")

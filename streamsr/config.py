@@ -41,6 +41,8 @@ class RunConfig:
             estimates it from the frames (``--noise auto``) and smooths it over time.
         blur: degradation-aware models: isotropic blur width in HR pixels; None = a mild camera
             blur, 0.5 × scale (1.0 at x2, 2.0 at x4).
+        hwdec: hardware decoding: "auto" (NVDEC when FFmpeg has CUDA support and PyTorch sees a
+            GPU), "none", or a device type ("cuda", "qsv", "vaapi"); falls back to the CPU.
         tile: run frames larger than this many LR pixels a side tile by tile (memory-bound GPUs,
             TensorRT profiles); None = whole frames.
         tile_overlap: LR pixels shared by neighbouring tiles (seam-free when it covers the
@@ -63,6 +65,7 @@ class RunConfig:
     max_latency: float = 0.5
     noise: float | None = None
     blur: float | None = None
+    hwdec: str = "auto"
     tile: int | None = None
     tile_overlap: int = 16
     sink: SinkConfig = field(default_factory=SinkConfig)
@@ -80,6 +83,20 @@ class RunConfig:
         return create_backend(backend or self.backend, get_model(self.model, self.scale), self.scale,
                               device=self.device, precision=self.precision, weights=self.weights,
                               tile=self.tile, tile_overlap=self.tile_overlap)
+
+    def hwaccel(self) -> str | None:
+        """The device type to decode on, or None for the CPU."""
+        if self.hwdec == "none":
+            return None
+        if self.hwdec != "auto":
+            return self.hwdec
+        from av.codec.hwaccel import hwdevices_available
+
+        if "cuda" not in hwdevices_available():
+            return None
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else None
 
     @property
     def blur_width(self) -> float:

@@ -124,3 +124,41 @@ def test_tensorrt_engine_matches_torch(tmp_path, precision):
     out = trt.infer(batch)
     assert _psnr(ref, out) > (40 if precision == "fp16" else 60)
     assert len(EngineCache(tmp_path).list()) == 1  # built once, cached
+
+
+def _cuda_in_ffmpeg():
+    from av.codec.hwaccel import hwdevices_available
+
+    return "cuda" in hwdevices_available()
+
+
+def test_hardware_decoding_falls_back_to_the_cpu(small_clip):
+    if not _cuda_in_ffmpeg():
+        pytest.skip("this FFmpeg build has no CUDA support")
+    from streamsr.frames import Frame
+    from streamsr.io import Source
+
+    with Source(small_clip, hwaccel="cuda") as src:
+        frames = [f for f in src if isinstance(f, Frame)]
+        notices = src.notices
+    assert len(frames) == 12
+    if not torch.cuda.is_available():
+        assert notices and "decoding on the CPU" in notices[0]
+
+
+def test_missing_hardware_encoder_falls_back_to_software(small_clip, tmp_path):
+    import av
+
+    from streamsr import RunConfig, SinkConfig, upscale_video
+
+    try:
+        av.codec.Codec("h264_nvenc", "w")
+    except Exception:
+        pytest.skip("this FFmpeg build has no NVENC encoder")
+    stats = upscale_video(small_clip, tmp_path / "o.mp4", RunConfig(scale=2, sink=SinkConfig(codec="h264_nvenc")))
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in c.decode(video=0)) == 12
+    if not torch.cuda.is_available():
+        assert stats.extra["output"]["codec"] == "libx264"
+        assert any("h264_nvenc cannot be used here" in n for n in stats.notices)

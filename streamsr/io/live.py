@@ -63,6 +63,7 @@ class LiveSource:
         config: :class:`LiveConfig`.
         stop: event that ends waiting and reading (set by the runner's stop).
         decode_threads: decoder threads.
+        hwaccel: decode on this device type (see :class:`~streamsr.io.source.Source`).
 
     Attributes:
         info: :class:`VideoInfo` of the first connection (time base 1/90000).
@@ -73,11 +74,13 @@ class LiveSource:
     """
 
     def __init__(self, url: str, config: LiveConfig = LiveConfig(), *, stop: threading.Event | None = None,
-                 decode_threads: int = 0):
+                 decode_threads: int = 0, hwaccel: str | None = None):
         self.url = url
         self.config = config
         self.stop_event = stop or threading.Event()
         self.decode_threads = decode_threads
+        self.hwaccel = hwaccel
+        self.notices: list[str] = []
         self.reconnects = 0
         self.last_error: str | None = None
         self.ended_early: str | None = None
@@ -120,8 +123,12 @@ class LiveSource:
     def _open(self) -> Source:
         src = Source(self.url, decode_threads=self.decode_threads, options=self._options(), audio=False,
                      timeout=(self.config.open_timeout, self.config.read_timeout),
-                     format="v4l2" if self.url.startswith("/dev/video") else None)
-        return src.__enter__()
+                     format="v4l2" if self.url.startswith("/dev/video") else None, hwaccel=self.hwaccel)
+        src.__enter__()
+        for notice in src.notices:  # once, not once per reconnection
+            if notice not in self.notices:
+                self.notices.append(notice)
+        return src
 
     def _connect(self) -> Source | None:
         """Open, retrying with backoff until it works, the wait limit passes, or a stop."""

@@ -7,6 +7,7 @@ file is removed, so a failed run never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from dataclasses import dataclass
@@ -61,6 +62,26 @@ def container_format(path: str) -> str:
             f"cannot tell the container from output {path!r}; use one of: "
             f"{', '.join(sorted(_FORMATS))}, .m3u8, or an rtsp/rtmp/srt/udp URL"
         ) from None
+
+
+_HW_SUFFIXES = ("_nvenc", "_qsv", "_vaapi", "_amf", "_videotoolbox", "_v4l2m2m")
+_SOFTWARE_FOR = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
+
+
+def usable_encoder(name: str, width: int, height: int, pix_fmt: str, rate: Fraction) -> tuple[str, str | None]:
+    """A hardware encoder (NVENC, QSV, ...) exists in FFmpeg's build whether or not this machine
+    has the device: try to open it; if it can't, fall back to the software encoder of the same
+    format. Returns (encoder name, notice or None)."""
+    if not name.endswith(_HW_SUFFIXES):
+        return name, None
+    cc = av.CodecContext.create(name, "w")
+    cc.width, cc.height, cc.pix_fmt, cc.time_base = width, height, pix_fmt, 1 / rate
+    try:
+        cc.open()
+        return name, None
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        fallback = _SOFTWARE_FOR.get(name.split("_")[0], "libx264")
+        return fallback, f"{name} cannot be used here ({exc}); encoded with {fallback} instead"
 
 
 def check_encoder(name: str) -> av.codec.Codec:
@@ -154,6 +175,13 @@ class Sink:
         self._codec = check_encoder(config.codec)
         self.pix_fmt = self._choose_pix_fmt()
         self.width, self.height = _even_size(width, height, self.pix_fmt)
+        encoder, notice = usable_encoder(config.codec, self.width, self.height, self.pix_fmt,
+                                         info.frame_rate or Fraction(25))
+        if notice:
+            self.notices.append(notice)
+            self.config = config = dataclasses.replace(config, codec=encoder, preset=None, tune=None)
+            self._codec = check_encoder(encoder)
+            self.pix_fmt = self._choose_pix_fmt()
         if (self.width, self.height) != (width, height):
             self.notices.append(
                 f"{self.pix_fmt} needs even sizes: output cropped from {width}x{height} "

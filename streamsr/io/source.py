@@ -110,6 +110,8 @@ class Source:
         options: FFmpeg format options (e.g. ``{"rtsp_transport": "tcp"}``).
         audio: forward audio packets for remuxing.
         format: FFmpeg demuxer name when it can't be guessed (``v4l2`` for /dev/video*).
+        hwaccel: decode on a device ("cuda" = NVDEC); frames come back in system memory. When the
+            device can't be used the input is decoded on the CPU and a notice says why.
         timeout: (open, read) seconds after which a blocking network open or read gives up
             (PyAV's interrupt callback, a watchdog that works for every protocol); None = wait.
 
@@ -132,6 +134,7 @@ class Source:
         audio: bool = True,
         timeout: tuple[float, float] | None = None,
         format: str | None = None,
+        hwaccel: str | None = None,
     ):
         self.src = src
         self.decode_threads = decode_threads
@@ -139,6 +142,8 @@ class Source:
         self.audio = audio
         self.timeout = timeout
         self.format = format
+        self.hwaccel = hwaccel
+        self.notices: list[str] = []
         self._raised_errors = 0
         self._raised_last: str | None = None
         self._log: _DecoderLog | None = None
@@ -188,8 +193,7 @@ class Source:
         target = self._open_target()
         _forward_ffmpeg_errors()
         try:
-            self._container = av.open(target, mode="r", format=self.format, options=self.options,
-                                      timeout=self.timeout)
+            self._container = self._open_container(target)
         except av.FFmpegError as exc:
             raise MediaError(mask_credentials(f"cannot open {self.name} as a video: {exc}")) from exc
         try:
@@ -198,6 +202,18 @@ class Source:
             self.close()
             raise
         return self
+
+    def _open_container(self, target):
+        kwargs = dict(mode="r", format=self.format, options=self.options, timeout=self.timeout)
+        if self.hwaccel and isinstance(target, str):  # a pipe can't be reopened after a failed try
+            from av.codec.hwaccel import HWAccel
+
+            try:
+                return av.open(target, hwaccel=HWAccel(self.hwaccel, allow_software_fallback=True), **kwargs)
+            except (av.FFmpegError, OSError) as exc:
+                self.notices.append(f"hardware decoding ({self.hwaccel}) is not available here ({exc}); "
+                                    "decoding on the CPU")
+        return av.open(target, **kwargs)
 
     def _setup(self) -> None:
         c = self._container

@@ -212,9 +212,11 @@ def upscale_video(
     named_by_caller = handle is not None
     handle = handle or RunHandle(text or "<stream>")
     if live_input:
-        source = LiveSource(text, config.live, stop=stop, decode_threads=config.decode_threads)
+        source = LiveSource(text, config.live, stop=stop, decode_threads=config.decode_threads,
+                            hwaccel=config.hwaccel())
     else:
-        source = Source(src, decode_threads=config.decode_threads, audio=config.audio and not realtime)
+        source = Source(src, decode_threads=config.decode_threads, audio=config.audio and not realtime,
+                        hwaccel=config.hwaccel())
     handle.source = source
     with source:
         info = source.info
@@ -255,12 +257,13 @@ def upscale_video(
     stats = RunStats(
         frames_in=source.frames_decoded, frames_out=sink.frames_written,
         wall_seconds=runner.wall_seconds, stages=runner.stats, decode_errors=source.decode_errors,
-        corrupt_frames=source.corrupt_frames, interrupted=interrupted, notices=list(sink.notices),
+        corrupt_frames=source.corrupt_frames, interrupted=interrupted,
+        notices=list(source.notices) + list(sink.notices),
         realtime=realtime, reconnects=handle.reconnects, latency=handle.latency.summary(),
         extra={"model": spec.name, "scale": config.scale, "backend": getattr(backend, "name", "?"),
                "input": {"name": source.name, "width": info.width, "height": info.height,
                          "codec": info.codec, "pix_fmt": info.pix_fmt},
-               "output": {"width": sink.width, "height": sink.height, "codec": config.sink.codec,
+               "output": {"width": sink.width, "height": sink.height, "codec": sink.config.codec,
                           "pix_fmt": sink.pix_fmt}},
     )
     if source.decode_errors or source.corrupt_frames:
