@@ -113,3 +113,16 @@ def audio_packets(path: str | Path) -> list[bytes]:
         if not c.streams.audio:
             return []
         return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def save_png(img: np.ndarray, path: str | Path) -> Path:
+    """Write an H×W×3 uint8 RGB image as PNG with PyAV."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("png")
+        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "rgb24"
+        for p in s.encode(frame):
+            out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    return Path(path)

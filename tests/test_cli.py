@@ -160,3 +160,29 @@ def test_pix_fmt_the_encoder_refuses(tmp_path):
     r = _run("run", src, "-o", out, "--codec", "mpeg2video", "--pix-fmt", "yuv444p")
     assert r.exit_code != 0
     assert not out.exists() and not Path(str(out) + ".partial").exists()
+
+
+def test_eval_folder_and_video(tmp_path):
+    from skimage import data
+
+    from media import save_png
+    from streamsr.evaluate import score_image
+    from streamsr.models import build_model
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    save_png(data.chelsea()[:120, :160], folder / "cat.png")
+    save_png(data.coffee()[:120, :160], folder / "cup.png")
+    r = _run("eval", folder, "--model", "espcn", "--scale", "2", "--backend", "torch", "--json")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert [i["name"] for i in report["items"]] == ["cat", "cup"]
+    direct = score_image(build_model("espcn", 2), data.chelsea()[:120, :160], 2)
+    assert report["items"][0]["psnr"] == pytest.approx(direct.psnr, abs=0.05)  # torch backend = module
+    assert report["mean"]["gain"] > 0
+    table = _run("eval", folder, "--model", "espcn", "--scale", "2", "--blur", "1.6", "--noise", "10")
+    assert table.exit_code == 0 and table.stdout.splitlines()[-1].startswith("mean")
+    video = _run("eval", make_video(tmp_path / "v.mp4", frames=12), "--model", "espcn", "--json")
+    assert video.exit_code == 0 and len(json.loads(video.stdout)["items"]) == 2  # every 10th frame
+    missing = _run("eval", tmp_path / "nope", "--model", "espcn")
+    assert missing.exit_code == 1 and "not found" in missing.stderr

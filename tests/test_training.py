@@ -17,24 +17,14 @@ from streamsr.training import load_train_config, train
 def image_dirs(tmp_path_factory):
     from skimage import data
 
+    from media import save_png
+
     root = tmp_path_factory.mktemp("imgs")
     (root / "train").mkdir()
     (root / "val").mkdir()
-    import av
-
-    def save(img, path):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-        with av.open(str(path), "w") as out:
-            s = out.add_stream("png")
-            s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "rgb24"
-            for p in s.encode(frame):
-                out.mux(p)
-            for p in s.encode(None):
-                out.mux(p)
-
-    save(data.astronaut()[:200, :200], root / "train" / "a.png")
-    save(data.coffee()[:200, :240], root / "train" / "b.png")
-    save(data.chelsea()[:96, :96], root / "val" / "c.png")
+    save_png(data.astronaut()[:200, :200], root / "train" / "a.png")
+    save_png(data.coffee()[:200, :240], root / "train" / "b.png")
+    save_png(data.chelsea()[:96, :96], root / "val" / "c.png")
     return root
 
 
