@@ -20,7 +20,7 @@ from .metrics import bicubic_upscale, downscale, psnr_y, ssim_y
 from .models.registry import ModelSpec
 
 __all__ = ["ImageScore", "ModuleBackend", "Upscaler", "score_image", "load_rgb", "iter_items",
-           "score_items", "upscale_array", "score_folder", "IMAGE_SUFFIXES"]
+           "score_items", "upscale_array", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -170,8 +170,3 @@ def score_items(upscale: Upscaler, path: str | Path, scale: int, degradation: De
     """Score every item of a folder or video (see :func:`iter_items`)."""
     return [score_image(upscale, hr, scale, name, degradation, seed=i)
             for i, (name, hr) in enumerate(iter_items(path))]
-
-
-def score_folder(model: nn.Module, folder: str | Path, scale: int) -> list[ImageScore]:
-    """Score a plain PyTorch model on every image of ``folder`` (clean bicubic LR)."""
-    return [score_image(model, hr, scale, name) for name, hr in iter_items(folder)]

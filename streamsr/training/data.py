@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..degradation import degradation_maps, isotropic_gaussian, kernel_code, random_anisotropic
-from ..degradation.synth import blur
+from ..degradation import degradation_maps, degrade, isotropic_gaussian, kernel_code, random_anisotropic
 from ..errors import ConfigError
 from ..evaluate import IMAGE_SUFFIXES, load_rgb
-from ..metrics import downscale, imresize
+from ..metrics import downscale
 from .config import DegradationSampling
 
 __all__ = ["PatchSampler"]
@@ -62,7 +61,7 @@ class PatchSampler:
         size = (p + 2 * m) * s
         y = self.rng.integers(0, hr.shape[0] - size + 1)
         x = self.rng.integers(0, hr.shape[1] - size + 1)
-        crop = hr[y : y + size, x : x + size].astype(np.float64)
+        crop = hr[y : y + size, x : x + size]
         u = self.rng.random()
         if u < d.clean_fraction:
             kernel, noise = isotropic_gaussian(0.0), 0.0
@@ -72,10 +71,7 @@ class PatchSampler:
             else:
                 kernel = isotropic_gaussian(self.rng.uniform(0.2, d.blur_max))
             noise = float(self.rng.uniform(0, d.noise_max)) if self.rng.random() < 0.8 else 0.0
-        lr = np.clip(np.round(imresize(blur(crop, kernel), 1.0 / s)), 0, 255)[m : m + p, m : m + p]
-        if noise > 0:
-            lr = lr + self.rng.normal(0, noise, lr.shape)
-        lr = np.clip(np.round(lr), 0, 255).astype(np.uint8)
+        lr = degrade(crop, s, kernel, noise, self.rng)[m : m + p, m : m + p]
         return lr, hr[y + m * s : y + (m + p) * s, x + m * s : x + (m + p) * s], kernel, noise
 
     def batch(self, n: int):
