@@ -96,7 +96,10 @@ class RtspServer:
         args = ["/usr/bin/python3", str(Path(__file__).parent / "rtsp_server.py"), "--port", str(self.port)]
         for key, value in self.options.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        import tempfile
+
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         deadline = time.monotonic() + 30
         line = self.proc.stdout.readline()
         if "READY" not in line or time.monotonic() > deadline:
@@ -108,6 +111,13 @@ class RtspServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+    def crashed(self) -> str | None:
+        """The server's stderr if it died on its own (a test that kills it on purpose calls stop())."""
+        if self.proc is None or self.proc.poll() is None or self.proc.returncode == -9:
+            return None
+        self.log.seek(0)
+        return f"exit {self.proc.returncode}: {self.log.read()[-2000:]}"
 
     def url(self, path: str = "cam", user: str | None = None, password: str | None = None) -> str:
         creds = f"{user}:{password}@" if user else ""
@@ -125,5 +135,7 @@ def rtsp_server():
         return server
 
     yield start
+    crashes = [c for c in (s.crashed() for s in servers) if c]
     for s in servers:
         s.stop()
+    assert not crashes, f"the test RTSP server crashed: {crashes}"

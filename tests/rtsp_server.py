@@ -39,7 +39,9 @@ def main() -> None:
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
         f"! rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
-    cam.set_shared(True)
+    # not shared: gst-rtsp-server 1.22 aborts (rtsp-media.c gst_rtsp_media_get_rates assertion)
+    # when two clients set up one shared media at the same moment; a pipeline per client avoids it
+    cam.set_shared(False)
     mounts.add_factory("/cam", cam)
 
     if args.record_dir:
