@@ -88,3 +88,17 @@ def test_gan_mode_runs(tmp_path, image_dirs):
     (tmp_path / "gan.toml").write_text(path)
     result = train(load_train_config(tmp_path / "gan.toml", iterations=2))
     assert result["step"] == 2 and np.isfinite(result["psnr_clean"])
+
+
+def test_finetune_starts_from_init_and_records_its_recipe(tmp_path, image_dirs):
+    first = train(load_train_config(_config(tmp_path / "a", image_dirs, "espcn") if (tmp_path / "a").mkdir() is None
+                                    else None))
+    cfg = _config(tmp_path, image_dirs, "espcn", f'init = "{first["weights"]}"\nlr = 1e-9\n')
+    second = train(load_train_config(cfg, iterations=1))
+    # a near-zero learning rate for one step: the fine-tuned network is the one it started from
+    assert abs(second["psnr_clean"] - first["psnr_clean"]) < 1e-3
+    with safe_open(second["weights"], "pt") as f:
+        recipe = json.loads(f.metadata()["recipe"])
+    assert recipe["init"] == first["weights"] and recipe["init_recipe"]["iterations"] == 4
+    with pytest.raises(ConfigError, match="starts from \\[gan\\] init"):
+        load_train_config(cfg, loss="gan")

@@ -63,6 +63,8 @@ class TrainConfig:
         train_dir, val_dir: image folders (DIV2K-style folders work as they are).
         out_dir: checkpoints and final weights.
         ship: also write the final weights into the package (streamsr/models/weights).
+        init: weights to start from (fine-tuning); the new weights' recipe records them and the
+            recipe they carried. A gan run starts from ``[gan] init`` instead.
         lr_patch, batch: LR patch side and batch size.
         loss: "l1", "mse" or "gan".
         lr: Adam learning rate (cosine schedule to 1e-6 over the run).
@@ -79,6 +81,7 @@ class TrainConfig:
     val_dir: str = "data/val"
     out_dir: str = "runs/train"
     ship: bool = False
+    init: str | None = None
     lr_patch: int = 32
     batch: int = 16
     loss: str = "l1"
@@ -96,6 +99,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "mse", "gan"):
             raise ConfigError(f"loss must be l1, mse or gan, got {self.loss!r}")
+        if self.loss == "gan" and self.init:
+            raise ConfigError("a gan run starts from [gan] init; remove the top-level init")
         if self.loss == "gan" and not self.gan.init:
             raise ConfigError("a gan run needs [gan] init = <trained generator .safetensors>")
 

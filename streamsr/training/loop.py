@@ -123,8 +123,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
     device = _device(cfg.device)
     spec = get_model(cfg.model, cfg.scale)
     model = spec.factory(cfg.scale, **cfg.model_kwargs).to(device).train()
-    if cfg.loss == "gan":
-        load_weights(model, cfg.gan.init)
+    init = cfg.gan.init if cfg.loss == "gan" else cfg.init
+    init_recipe = None
+    if init:
+        load_weights(model, init)
+        init_recipe = _stored_recipe(init)
     sampler = PatchSampler(cfg.train_dir, cfg.scale, cfg.lr_patch, cfg.degradation,
                            with_maps=len(spec.inputs) > 1, seed=cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -192,7 +195,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
         "batch": cfg.batch, "lr_patch": cfg.lr_patch, "loss": cfg.loss, "optimizer": f"adam lr {cfg.lr} cosine to 1e-6",
         "augment": "rot90 + hflip", "seed": cfg.seed, "degradation": asdict(cfg.degradation),
         "gan": asdict(cfg.gan) if cfg.loss == "gan" else None, "train_data": cfg.train_dir,
-        "val_data": cfg.val_dir, "wall_seconds": round(wall), "parameters": count_parameters(model),
+        "val_data": cfg.val_dir, "init": init, "init_recipe": init_recipe, "wall_seconds": round(wall), "parameters": count_parameters(model),
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                     f"{device.type}, torch {torch.__version__}", "validation": dict(result),
     }
@@ -208,6 +211,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
         shipped.with_suffix(".json").write_text(json.dumps(recipe, indent=2) + "\n")
         result["shipped"] = str(shipped)
     return result
+
+
+def _stored_recipe(path: str | Path) -> dict | None:
+    """The recipe a weights file carries in its metadata (None for files without one)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("recipe")
+    return json.loads(raw) if raw else None
 
 
 def _package_weights(spec, scale: int) -> Path:
