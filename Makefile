@@ -1,10 +1,10 @@
-# Two entry points for a fresh machine (Python 3.10+, no GPU needed):
+# Two entry points for a fresh machine (Python 3.11+, no GPU needed):
 #   make demo   set up .venv and upscale the bundled clip with the shipped weights
 #   make test   set up .venv and run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench setup
+.PHONY: demo test bench setup lint
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,3 +24,7 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/streamsr bench --model espcn --scale 2 --size 640x360 --frames 120 --output BENCHMARKS.md
+
+lint: $(VENV)/.installed
+	$(PY) -m pip install -q ruff==0.17.6
+	$(VENV)/bin/ruff check .

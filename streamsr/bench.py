@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import platform
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
@@ -104,7 +104,7 @@ def run_bench(
         "| backend | decode | preprocess | infer | postprocess | encode | end-to-end | efficiency | sequential | speed-up |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    fmt = lambda v: f"{v:.1f}" if v else "-"  # noqa: E731
+    fmt = lambda v: f"{v:.1f}" if v else "-"
     lines = [
         f"| {n} | {fmt(s.get('decode'))} | {fmt(s.get('preprocess'))} | {fmt(s.get('infer'))} | "
         f"{fmt(s.get('postprocess'))} | {fmt(s.get('encode'))} | {e2e:.1f} | {eff:.2f} | {seq:.1f} | {e2e / seq:.2f}x |"

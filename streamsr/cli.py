@@ -140,6 +140,9 @@ def main() -> None:
               "cuda, qsv, vaapi; falls back to the CPU.")
 @click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile.")
 @click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16).")
+@click.option("--colour-on", type=click.Choice(["auto", "cpu", "device"]), default=None,
+              help="Where YUV<->RGB conversion runs: swscale on the CPU, or the inference device "
+                   "(8-bit 4:2:0; default auto = device on CUDA).")
 @click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8; at most 2 when live).")
 @click.option("--realtime/--no-realtime", default=None,
               help="Live mode: drop the oldest waiting frames to keep latency bounded. Default: on for "
@@ -283,7 +286,13 @@ def _summary(camera, stats, several: bool) -> None:
 @main.command()
 def models():
     """List models, scales, shipped weights and parameter counts."""
-    from .models import build_model, count_parameters, get_model, list_models, weights_path
+    from .models import (
+        build_model,
+        count_parameters,
+        get_model,
+        list_models,
+        weights_path,
+    )
 
     click.echo(f"{'model':10s} {'scale':>5s} {'params':>9s}  {'weights':32s} description")
     for name in list_models():
@@ -395,7 +404,8 @@ def train(config_file, resume, minutes, iterations, device, out_dir, no_ship, qu
       streamsr train configs/udvd_x2.toml --resume
       streamsr train configs/udvd_paper.toml --device cuda
     """
-    from .training import load_train_config, train as run_training
+    from .training import load_train_config
+    from .training import train as run_training
 
     cfg = load_train_config(config_file, minutes=minutes, iterations=iterations, device=device,
                             out_dir=out_dir, ship=False if no_ship else None)

@@ -47,6 +47,9 @@ class RunConfig:
             TensorRT profiles); None = whole frames.
         tile_overlap: LR pixels shared by neighbouring tiles (seam-free when it covers the
             network's receptive field).
+        colour_on: where YUV↔RGB conversion runs: "cpu" (swscale), "device" (PyTorch on the
+            inference device, 8-bit 4:2:0 only: uploads 1.5 bytes a pixel instead of 12, and the
+            CPU does no per-pixel work), or "auto" (device on CUDA when the formats allow).
         sink: encoder settings.
         live: how live inputs are read (reconnect, watchdog).
     """
@@ -68,6 +71,7 @@ class RunConfig:
     hwdec: str = "auto"
     tile: int | None = None
     tile_overlap: int = 16
+    colour_on: str = "auto"
     sink: SinkConfig = field(default_factory=SinkConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
 
@@ -117,9 +121,11 @@ class RunConfig:
             raise ConfigError(f"--max-latency must be positive, got {self.max_latency}")
         if self.precision not in (None, "fp32", "fp16"):
             raise ConfigError(f"unknown precision {self.precision!r}; use fp32 or fp16")
+        if self.colour_on not in ("auto", "cpu", "device"):
+            raise ConfigError(f"--colour-on must be auto, cpu or device, got {self.colour_on!r}")
 
     @classmethod
-    def from_options(cls, **options: Any) -> "RunConfig":
+    def from_options(cls, **options: Any) -> RunConfig:
         """Build from flat options (CLI style); None values are dropped, encoder and live-input
         keys are routed to :class:`SinkConfig` and :class:`LiveConfig`.
 

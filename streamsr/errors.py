@@ -8,18 +8,18 @@ the thing, the value and the fix. Only ``cli.py`` turns these into exit codes.
 from __future__ import annotations
 
 __all__ = [
-    "StreamSRError",
+    "BackendUnavailableError",
     "ConfigError",
+    "DecodeError",
+    "EncodeError",
+    "ExportError",
     "InputNotFoundError",
+    "MediaError",
+    "OutputError",
+    "StreamLostError",
+    "StreamSRError",
     "UnknownModelError",
     "UnsupportedScaleError",
-    "BackendUnavailableError",
-    "MediaError",
-    "DecodeError",
-    "StreamLostError",
-    "EncodeError",
-    "OutputError",
-    "ExportError",
     "WeightsError",
 ]
 

@@ -6,9 +6,9 @@ Works with any backend (``infer(batch, extra)``) or a plain PyTorch module (:cla
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,8 +19,17 @@ from .errors import InputNotFoundError
 from .metrics import bicubic_upscale, downscale, psnr_y, ssim_y
 from .models.registry import ModelSpec
 
-__all__ = ["ImageScore", "ModuleBackend", "Upscaler", "score_image", "load_rgb", "iter_items",
-           "score_items", "upscale_array", "IMAGE_SUFFIXES"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageScore",
+    "ModuleBackend",
+    "Upscaler",
+    "iter_items",
+    "load_rgb",
+    "score_image",
+    "score_items",
+    "upscale_array",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -112,7 +121,7 @@ def score_image(upscale: Callable[[np.ndarray], np.ndarray] | nn.Module, hr: np.
     """
     if isinstance(upscale, nn.Module):
         module = upscale
-        upscale = lambda lr: upscale_array(module, lr)  # noqa: E731
+        upscale = lambda lr: upscale_array(module, lr)
     h, w = hr.shape[:2]
     hr = hr[: h - h % scale, : w - w % scale]
     if degradation is None:
@@ -152,8 +161,8 @@ def iter_items(path: str | Path, every: int = 10, limit: int = 30) -> Iterator[t
     if path.suffix.lower() in IMAGE_SUFFIXES:
         yield path.stem, load_rgb(path)
         return
-    from .io.source import Source, to_rgb
     from .frames import Frame
+    from .io.source import Source, to_rgb
 
     taken = 0
     with Source(path, audio=False) as src:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-
-__all__ = ["ColourTags", "VideoInfo", "Frame", "PassThrough", "BT601", "BT709"]
+__all__ = ["BT601", "BT709", "ColourTags", "Frame", "PassThrough", "VideoInfo"]
 
 # FFmpeg's AVColorSpace / AVColorRange numbers (stable ABI values).
 BT709, BT601 = 1, 5  # AVCOL_SPC_BT709, AVCOL_SPC_SMPTE170M
@@ -38,7 +37,7 @@ class ColourTags:
     @classmethod
     def resolve(
         cls, matrix: int, range_: int, primaries: int, transfer: int, height: int, pix_fmt: str
-    ) -> "ColourTags":
+    ) -> ColourTags:
         """Fill unspecified matrix/range the way players do: BT.709 from 720 lines up, else BT.601;
         full range for yuvj/RGB formats, limited otherwise.
 
@@ -50,7 +49,7 @@ class ColourTags:
         if matrix in (0, _UNSPECIFIED):
             matrix = BT709 if height >= 720 else BT601
         if range_ == RANGE_UNSPECIFIED:
-            full = pix_fmt.startswith("yuvj") or pix_fmt.startswith(("rgb", "bgr", "gbr"))
+            full = pix_fmt.startswith(("yuvj", "rgb", "bgr", "gbr"))
             range_ = RANGE_FULL if full else RANGE_LIMITED
         return cls(matrix=matrix, range=range_, primaries=primaries, transfer=transfer)
 
@@ -109,7 +108,7 @@ class Frame:
         """Presentation time in seconds."""
         return float(self.pts * self.time_base)
 
-    def with_image(self, image: Any) -> "Frame":
+    def with_image(self, image: Any) -> Frame:
         """A copy carrying new pixels (timing and tags unchanged)."""
         return Frame(self.index, self.pts, self.time_base, image, self.colour, self.arrival, self.noise)
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["imresize", "downscale", "rgb_to_y", "psnr_y", "ssim_y", "bicubic_upscale"]
+__all__ = ["bicubic_upscale", "downscale", "imresize", "psnr_y", "rgb_to_y", "ssim_y"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -37,7 +37,7 @@ def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> 
     x = np.arange(1, out_len + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - kernel_width / 2)
-    taps = int(math.ceil(kernel_width)) + 2
+    taps = math.ceil(kernel_width) + 2
     idx = left[:, None] + np.arange(taps)[None, :]  # 1-based like MATLAB
     weights = weight_fn(u[:, None] - idx)
     weights /= weights.sum(axis=1, keepdims=True)
@@ -64,7 +64,7 @@ def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarra
     is_uint8 = img.dtype == np.uint8
     data = img.astype(np.float64)
     h, w = data.shape[:2]
-    out_h, out_w = int(math.ceil(h * scale)), int(math.ceil(w * scale))
+    out_h, out_w = math.ceil(h * scale), math.ceil(w * scale)
     mh = _resize_matrix(h, out_h, scale, antialias)
     mw = _resize_matrix(w, out_w, scale, antialias)
     if data.ndim == 2:

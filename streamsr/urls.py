@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-__all__ = ["mask_credentials", "is_url", "is_live_input", "url_scheme"]
+__all__ = ["is_live_input", "is_url", "mask_credentials", "url_scheme"]
 
 _CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]+@")  # greedy: a raw '@' in a password
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}

@@ -24,8 +24,8 @@ def _has_cuda() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     skips = {
-        "rtsp": (_gst_rtsp_available(), "GStreamer RTSP server not installed (gstreamer1.0-rtsp, "
-                                  "gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-ugly)"),
+        "rtsp": (_gst_rtsp_available(), ("GStreamer RTSP server not installed (gstreamer1.0-rtsp, "
+                                   "gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-ugly)")),
         "gpu": (_has_cuda(), "no CUDA GPU"),
         "tensorrt": (importlib.util.find_spec("tensorrt") is not None and _has_cuda(), "TensorRT not installed"),
     }
@@ -60,7 +60,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "streamsr" / "data" / "sample.mp4
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gst_rtsp_available() -> bool:
     import subprocess
 
@@ -68,7 +68,8 @@ def _gst_rtsp_available() -> bool:
              "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
              "assert Gst.ElementFactory.find('x264enc')")
     try:
-        return subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, timeout=30).returncode == 0
+        return subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, timeout=30,
+                              check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -89,7 +90,7 @@ class RtspServer:
         self.options = options
         self.proc = None
 
-    def start(self) -> "RtspServer":
+    def start(self) -> RtspServer:
         import subprocess
         import time
 
@@ -98,7 +99,7 @@ class RtspServer:
             args += [f"--{key.replace('_', '-')}", str(value)]
         import tempfile
 
-        self.log = tempfile.TemporaryFile(mode="w+")
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- read when the server crashed
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         deadline = time.monotonic() + 30
         line = self.proc.stdout.readline()

@@ -4,7 +4,12 @@ import numpy as np
 import onnx
 import pytest
 
-from streamsr.backends import create_backend, export_onnx, list_backends, resolve_backend
+from streamsr.backends import (
+    create_backend,
+    export_onnx,
+    list_backends,
+    resolve_backend,
+)
 from streamsr.errors import BackendUnavailableError, ConfigError
 from streamsr.models import get_model, list_models
 

@@ -1,8 +1,17 @@
 import numpy as np
 import pytest
 
-from streamsr.degradation import (Degradation, NoiseTracker, degradation_maps, degrade, estimate_noise,
-                                  isotropic_gaussian, kernel_code, load_pca, random_anisotropic)
+from streamsr.degradation import (
+    Degradation,
+    NoiseTracker,
+    degradation_maps,
+    degrade,
+    estimate_noise,
+    isotropic_gaussian,
+    kernel_code,
+    load_pca,
+    random_anisotropic,
+)
 from streamsr.errors import ConfigError
 from streamsr.metrics import downscale
 

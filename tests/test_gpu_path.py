@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from streamsr.backends.engine import EngineCache, EngineKey, Shape, ShapeProfile, network_flags, uses_fp16_flag
+from streamsr.backends.engine import (
+    EngineCache,
+    EngineKey,
+    Shape,
+    ShapeProfile,
+    network_flags,
+    uses_fp16_flag,
+)
 from streamsr.backends.tensorrt_backend import _profile_from_name
 from streamsr.backends.tiling import TiledBackend, tile_ranges
 from streamsr.errors import ConfigError
@@ -35,12 +42,12 @@ def test_shape_parsing_and_validation():
 
 
 def test_engine_key_changes_with_everything_that_invalidates_it():
-    base = dict(model="udvd", scale=2, onnx=b"graph", profile=PROFILE, precision="fp16",
-                trt_version="10.3.0.26", gpu="NVIDIA H100 80GB HBM3", compute_capability=(9, 0))
+    base = {"model": "udvd", "scale": 2, "onnx": b"graph", "profile": PROFILE, "precision": "fp16",
+            "trt_version": "10.3.0.26", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
     name = EngineKey.make(**base).filename
     assert name == f"udvd_x2-{EngineKey.make(**base).onnx_sha}-{PROFILE}-fp16-trt10.3.0-nvidiah10080gbhbm3-sm90.engine"
-    changes = dict(onnx=b"graph2", profile=ShapeProfile.parse("1x3x64x64", "1x3x720x1280", "4x3x1080x1920"),
-                   precision="fp32", trt_version="11.0.1", gpu="NVIDIA A10", compute_capability=(8, 6))
+    changes = {"onnx": b"graph2", "profile": ShapeProfile.parse("1x3x64x64", "1x3x720x1280", "4x3x1080x1920"),
+               "precision": "fp32", "trt_version": "11.0.1", "gpu": "NVIDIA A10", "compute_capability": (8, 6)}
     for key, value in changes.items():
         assert EngineKey.make(**{**base, key: value}).filename != name, key
 
@@ -112,6 +119,26 @@ def test_torch_cuda_fp16_matches_cpu():
     assert _psnr(cpu, gpu) > 40
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["espcn", "udvd"])
+def test_cuda_device_colour_chain_matches_cpu_chain(tmp_path, model):
+    """--colour-on auto on CUDA converts colour on the GPU (pinned upload on a side stream); its
+    output matches the swscale chain on the CPU."""
+    from media import make_video
+    from test_colour import assert_same_pictures
+
+    from streamsr import RunConfig, upscale_video
+
+    src = make_video(tmp_path / "in.mp4", frames=9, size=(96, 64))
+    gpu = upscale_video(src, tmp_path / "gpu.mkv", RunConfig.from_options(
+        model=model, device="cuda", backend="torch", precision="fp32", codec="ffv1", batch_size=4))
+    cpu = upscale_video(src, tmp_path / "cpu.mkv", RunConfig.from_options(
+        model=model, device="cpu", backend="torch", colour_on="cpu", codec="ffv1"))
+    assert gpu.frames_out == cpu.frames_out == 9
+    assert gpu.extra.get("colour_on") == "device" and cpu.extra.get("colour_on") == "cpu"
+    assert_same_pictures(tmp_path / "cpu.mkv", tmp_path / "gpu.mkv", 128)
+
+
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_engine_matches_torch(tmp_path, precision):
@@ -153,7 +180,7 @@ def test_missing_hardware_encoder_falls_back_to_software(small_clip, tmp_path):
 
     try:
         av.codec.Codec("h264_nvenc", "w")
-    except Exception:
+    except av.codec.codec.UnknownCodecError:
         pytest.skip("this FFmpeg build has no NVENC encoder")
     stats = upscale_video(small_clip, tmp_path / "o.mp4", RunConfig(scale=2, sink=SinkConfig(codec="h264_nvenc")))
     with av.open(str(tmp_path / "o.mp4")) as c:

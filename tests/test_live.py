@@ -4,13 +4,14 @@ import json
 import threading
 import time
 import urllib.request
+from itertools import pairwise
 
 import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from media import make_video, read_video
+
 from streamsr import RunConfig
 from streamsr.backends import create_backend
 from streamsr.cli import main
@@ -58,7 +59,7 @@ def test_reads_frames_from_rtsp(rtsp_server, tmp_path):
     assert stats.frames_out + stats.dropped == 50 and stats.frames_out >= 15  # startup burst may drop
     times, imgs = _times(out)
     assert len(imgs) == stats.frames_out and imgs[0].shape == (480, 640, 3)
-    assert all(b > a for a, b in zip(times, times[1:]))
+    assert all(b > a for a, b in pairwise(times))
     assert 1.5 < times[-1] - times[0] < 2.5  # 50 frames of a 25 fps camera: 1.96 s of capture time
     assert stats.latency["p95_ms"] is not None
 
@@ -102,7 +103,7 @@ def test_reconnects_after_the_server_restarts(rtsp_server, tmp_path):
     assert stats.reconnects >= 1 and stats.frames_in == 120
     assert stats.frames_out + stats.dropped == 120 and stats.frames_out > 60
     times, _ = _times(out)
-    assert all(b > a for a, b in zip(times, times[1:]))  # monotonic across the gap
+    assert all(b > a for a, b in pairwise(times))  # monotonic across the gap
     gaps = np.diff(times)
     assert gaps.max() > 1.0  # the outage shows as a gap in capture time, not a jump back
 

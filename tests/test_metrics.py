@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from streamsr.metrics import bicubic_upscale, downscale, imresize, psnr_y, rgb_to_y, ssim_y
+from streamsr.metrics import (
+    bicubic_upscale,
+    downscale,
+    imresize,
+    psnr_y,
+    rgb_to_y,
+    ssim_y,
+)
 
 
 def _photo():

@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from streamsr.errors import UnknownModelError, UnsupportedScaleError, WeightsError
-from streamsr.models import ModelSpec, build_model, get_model, list_models, register_model, weights_path
+from streamsr.models import (
+    ModelSpec,
+    build_model,
+    get_model,
+    list_models,
+    register_model,
+    weights_path,
+)
 
 CASES = [(name, scale) for name in list_models() for scale in get_model(name).scales]
 

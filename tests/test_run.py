@@ -5,8 +5,8 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-
 from media import audio_packets, make_video, moving_pattern, read_video
+
 from streamsr import RunConfig, SinkConfig, upscale_video
 from streamsr.frames import ColourTags
 from streamsr.io import Source, to_rgb

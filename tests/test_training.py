@@ -15,9 +15,8 @@ from streamsr.training import load_train_config, train
 
 @pytest.fixture(scope="module")
 def image_dirs(tmp_path_factory):
-    from skimage import data
-
     from media import save_png
+    from skimage import data
 
     root = tmp_path_factory.mktemp("imgs")
     (root / "train").mkdir()

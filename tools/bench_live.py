@@ -19,9 +19,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import RtspServer  # noqa: E402
+from conftest import RtspServer
 
-from streamsr import RunConfig, SinkConfig, upscale_video  # noqa: E402
+from streamsr import RunConfig, SinkConfig, upscale_video
 
 
 def main() -> None:

@@ -85,10 +85,10 @@ def _centre_crop(img: np.ndarray, size: int = 256) -> np.ndarray:
 def udvd_grid(scale: int) -> str:
     images = [_centre_crop(hr) for _, hr in iter_items(VAL)]
     lines = [f"### UDVD x{scale} against the others on degraded input (mean Y-PSNR, dB)\n",
-             f"Central 256x256 crop of each of the {len(images)} validation photos, blur then MATLAB-bicubic "
-             "downscaling, then noise (seeded per image, the same for every model). UDVD is told the blur and "
-             "noise (`told`) or is told the blur and estimates the noise itself (`auto`, as `--noise auto`); "
-             "ESPCN and SRResNet are trained on clean bicubic LR.\n",
+             (f"Central 256x256 crop of each of the {len(images)} validation photos, blur then MATLAB-bicubic "
+              "downscaling, then noise (seeded per image, the same for every model). UDVD is told the blur and "
+              "noise (`told`) or is told the blur and estimates the noise itself (`auto`, as `--noise auto`); "
+              "ESPCN and SRResNet are trained on clean bicubic LR.\n"),
              "| blur | noise σ | bicubic | ESPCN | SRResNet | UDVD told | UDVD auto |", "|---|---|---|---|---|---|---|"]
     for blur in GRID_BLUR:
         for noise in GRID_NOISE:
@@ -108,7 +108,7 @@ def main() -> None:
     parts.append(udvd_grid(2))
     doc = ROOT / "MODELS.md"
     generated = f"{BEGIN}\n" + "\n".join(parts) + f"{END}"
-    doc.write_text(re.sub(re.escape(BEGIN) + ".*" + re.escape(END), lambda _: generated, doc.read_text(), flags=re.S))
+    doc.write_text(re.sub(re.escape(BEGIN) + ".*" + re.escape(END), lambda _: generated, doc.read_text(), flags=re.DOTALL))
 
 
 if __name__ == "__main__":

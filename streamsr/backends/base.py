@@ -7,8 +7,9 @@ the first backend available for the device; there is no if/elif ladder over name
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -16,15 +17,15 @@ from ..errors import BackendUnavailableError, ConfigError
 from ..models.registry import ModelSpec
 
 __all__ = [
+    "PREFERENCE",
     "Backend",
     "BackendInfo",
-    "register_backend",
-    "list_backends",
+    "create_backend",
     "get_backend_class",
+    "list_backends",
+    "register_backend",
     "resolve_backend",
     "resolve_device",
-    "create_backend",
-    "PREFERENCE",
 ]
 
 

@@ -19,8 +19,16 @@ from pathlib import Path
 
 from ..errors import ConfigError, ExportError
 
-__all__ = ["Shape", "ShapeProfile", "EngineKey", "EngineCache", "build_engine", "DEFAULT_ENGINE_DIR",
-           "network_flags", "uses_fp16_flag"]
+__all__ = [
+    "DEFAULT_ENGINE_DIR",
+    "EngineCache",
+    "EngineKey",
+    "Shape",
+    "ShapeProfile",
+    "build_engine",
+    "network_flags",
+    "uses_fp16_flag",
+]
 
 DEFAULT_ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines"
 
@@ -35,7 +43,7 @@ class Shape:
     w: int
 
     @classmethod
-    def parse(cls, text: str) -> "Shape":
+    def parse(cls, text: str) -> Shape:
         """``"1x3x540x960"`` → Shape.
 
         Raises:
@@ -76,7 +84,7 @@ class ShapeProfile:
                                   f"{dim.upper()} is {lo}, {mid}, {hi}")
 
     @classmethod
-    def parse(cls, min_shape: str, opt_shape: str, max_shape: str) -> "ShapeProfile":
+    def parse(cls, min_shape: str, opt_shape: str, max_shape: str) -> ShapeProfile:
         """From three ``NxCxHxW`` strings."""
         return cls(Shape.parse(min_shape), Shape.parse(opt_shape), Shape.parse(max_shape))
 
@@ -108,7 +116,7 @@ class EngineKey:
 
     @classmethod
     def make(cls, model: str, scale: int, onnx: bytes, profile: ShapeProfile, precision: str,
-             trt_version: str, gpu: str, compute_capability: tuple[int, int] | str) -> "EngineKey":
+             trt_version: str, gpu: str, compute_capability: tuple[int, int] | str) -> EngineKey:
         """Build a key; ``onnx`` is the serialized graph (hashed)."""
         cc = compute_capability if isinstance(compute_capability, str) else f"{compute_capability[0]}{compute_capability[1]}"
         return cls(model, scale, hashlib.sha256(onnx).hexdigest()[:12], profile, precision,

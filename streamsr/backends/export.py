@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import ExportError
 from ..models.registry import ModelSpec, build_model
 
-__all__ = ["export_onnx", "check_onnx", "OUTPUT_NAME", "OPSET"]
+__all__ = ["OPSET", "OUTPUT_NAME", "check_onnx", "export_onnx"]
 
 OUTPUT_NAME = "output"
 OPSET = 17

@@ -10,7 +10,7 @@ from ..models.registry import ModelSpec
 from .base import register_backend
 from .export import OUTPUT_NAME, export_onnx
 
-__all__ = ["OrtConfig", "OnnxRuntimeBackend"]
+__all__ = ["OnnxRuntimeBackend", "OrtConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)

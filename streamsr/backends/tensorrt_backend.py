@@ -17,10 +17,17 @@ import numpy as np
 from ..errors import BackendUnavailableError, ConfigError
 from ..models.registry import ModelSpec
 from .base import register_backend
-from .engine import EngineCache, EngineKey, Shape, ShapeProfile, build_engine, network_flags
+from .engine import (
+    EngineCache,
+    EngineKey,
+    Shape,
+    ShapeProfile,
+    build_engine,
+    network_flags,
+)
 from .export import OUTPUT_NAME, export_onnx
 
-__all__ = ["TensorRTConfig", "TensorRTBackend", "tensorrt_installed", "engine_key_for"]
+__all__ = ["TensorRTBackend", "TensorRTConfig", "engine_key_for", "tensorrt_installed"]
 
 log = logging.getLogger("streamsr")
 
@@ -143,17 +150,42 @@ class TensorRTBackend:
         """Upscale an N×C×H×W float32 batch; returns float32 N×C×sH×sW."""
         import torch
 
-        n, _, h, w = batch.shape
+        arrays = {self.spec.inputs[0]: batch, **(extra or {})}
+        with torch.cuda.stream(self.stream):
+            tensors = {name: torch.from_numpy(np.ascontiguousarray(arrays[name], dtype=np.float32))
+                       .pin_memory().to(self.device, non_blocking=True) for name in self.spec.inputs}
+        out = self._execute(tensors)
+        self.stream.synchronize()
+        return out.cpu().numpy()
+
+    def infer_tensor(self, x, extra: dict | None = None):
+        """Like :meth:`infer` on CUDA tensors (float32 N×C×H×W and the map inputs), without
+        leaving the GPU; ordered after the caller's stream and before its later work."""
+        import torch
+
+        tensors = {self.spec.inputs[0]: x, **(extra or {})}
+        tensors = {name: tensors[name].to(self.device, torch.float32).contiguous() for name in self.spec.inputs}
+        caller = torch.cuda.current_stream()
+        self.stream.wait_stream(caller)
+        for t in tensors.values():  # the caching allocator must not reuse them before the engine ran
+            t.record_stream(self.stream)
+        out = self._execute(tensors)
+        caller.wait_stream(self.stream)
+        out.record_stream(caller)
+        return out
+
+    def _execute(self, tensors: dict):
+        """Run the engine on ``self.stream`` over device tensors (one per input name)."""
+        import torch
+
+        n, _, h, w = tensors[self.spec.inputs[0]].shape
         if self.context is None:
             self._load(ShapeProfile(Shape(1, 3, min(h, 64), min(w, 64)), Shape(n, 3, h, w),
                                     Shape(max(n, self.config.max_batch), 3, h, w)))
         if not self.profile.covers(n, h, w):
             raise ConfigError(f"a batch of {n} frames of {w}x{h} is outside the engine's profile {self.profile}; "
                               "use --tile, or build an engine with a larger --max-shape")
-        arrays = {self.spec.inputs[0]: batch, **(extra or {})}
         with torch.cuda.stream(self.stream):
-            tensors = {name: torch.from_numpy(np.ascontiguousarray(arrays[name], dtype=np.float32))
-                       .pin_memory().to(self.device, non_blocking=True) for name in self.spec.inputs}
             for name, t in tensors.items():
                 self.context.set_input_shape(name, tuple(t.shape))
                 self.context.set_tensor_address(name, t.data_ptr())
@@ -162,8 +194,7 @@ class TensorRTBackend:
             self.context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
-        self.stream.synchronize()
-        return out.cpu().numpy()
+        return out
 
     def close(self) -> None:
         """Release the execution context and engine."""

@@ -10,7 +10,7 @@ import torch
 from ..models.registry import ModelSpec, build_model
 from .base import register_backend
 
-__all__ = ["TorchConfig", "TorchBackend"]
+__all__ = ["TorchBackend", "TorchConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,11 +64,16 @@ class TorchBackend:
     @torch.inference_mode()
     def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Upscale an N×C×H×W float32 batch; returns float32 N×C×sH×sW."""
-        x = torch.from_numpy(batch).to(self.device, self.dtype, non_blocking=True)
-        x = x.contiguous(memory_format=self.memory_format)
-        args = [x] + [torch.from_numpy(extra[k]).to(self.device, self.dtype) for k in self.spec.inputs[1:]]
-        y = self.model(*args)
-        return y.float().cpu().numpy()
+        extra = {k: torch.from_numpy(v) for k, v in (extra or {}).items()}
+        return self.infer_tensor(torch.from_numpy(batch), extra).cpu().numpy()
+
+    @torch.inference_mode()
+    def infer_tensor(self, x: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Like :meth:`infer` on tensors (any device); the result stays on the backend's device
+        as float32 (the GPU path of :mod:`streamsr.colour` keeps frames there)."""
+        x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
+        args = [x] + [extra[k].to(self.device, self.dtype, non_blocking=True) for k in self.spec.inputs[1:]]
+        return self.model(*args).float()
 
     def close(self) -> None:
         """Drop the model; free cached CUDA memory."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KERNEL_SIZE", "isotropic_gaussian", "anisotropic_gaussian", "random_anisotropic"]
+__all__ = ["KERNEL_SIZE", "anisotropic_gaussian", "isotropic_gaussian", "random_anisotropic"]
 
 KERNEL_SIZE = 15
 

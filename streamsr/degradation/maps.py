@@ -16,8 +16,16 @@ import numpy as np
 from ..errors import ConfigError, WeightsError
 from .kernels import KERNEL_SIZE, isotropic_gaussian
 
-__all__ = ["Degradation", "kernel_code", "degradation_maps", "code_map", "noise_map", "load_pca", "CODE_DIM",
-           "PCA_FILE"]
+__all__ = [
+    "CODE_DIM",
+    "PCA_FILE",
+    "Degradation",
+    "code_map",
+    "degradation_maps",
+    "kernel_code",
+    "load_pca",
+    "noise_map",
+]
 
 CODE_DIM = 15
 PCA_FILE = "srmd_pca.safetensors"

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+import torch
 
-__all__ = ["estimate_noise", "NoiseTracker"]
+__all__ = ["NoiseTracker", "estimate_noise", "estimate_noise_batch"]
 
 
 def estimate_noise(img: np.ndarray) -> float:
@@ -22,13 +23,18 @@ def estimate_noise(img: np.ndarray) -> float:
     Args:
         img: H×W×C or H×W image, uint8 or float in 0–255.
     """
-    x = np.asarray(img, dtype=np.float64)
-    if x.ndim == 2:
-        x = x[..., None]
-    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
-    x = x[:h, :w]
-    hh = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2.0  # Haar diagonal detail
-    return float(np.mean([np.median(np.abs(hh[..., c])) / 0.6745 for c in range(hh.shape[-1])]))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float64))
+    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+    return float(estimate_noise_batch(x)[0])
+
+
+def estimate_noise_batch(x: torch.Tensor) -> torch.Tensor:
+    """:func:`estimate_noise` for a batch on any device: N×C×H×W on the 0–255 scale → N σ values."""
+    n, c = x.shape[:2]
+    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
+    x = x[:, :, :h, :w]
+    hh = (x[:, :, 0::2, 0::2] - x[:, :, 0::2, 1::2] - x[:, :, 1::2, 0::2] + x[:, :, 1::2, 1::2]) / 2.0  # Haar HH
+    return (hh.abs().reshape(n, c, -1).median(dim=2).values / 0.6745).mean(dim=1)
 
 
 class NoiseTracker:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..metrics import imresize
 
-__all__ = ["degrade", "blur"]
+__all__ = ["blur", "degrade"]
 
 
 def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
-
+from typing import Self
 
 from ..errors import ConfigError, MediaError
 from ..frames import Frame, VideoInfo
 from ..urls import mask_credentials, url_scheme
 from .source import Source
 
-__all__ = ["LiveConfig", "LiveSource", "LIVE_TIME_BASE"]
+__all__ = ["LIVE_TIME_BASE", "LiveConfig", "LiveSource"]
 
 LIVE_TIME_BASE = Fraction(1, 90000)
 _REANCHOR_S = 5.0  # a stream clock this far from the local clock is a discontinuity
@@ -152,7 +152,7 @@ class LiveSource:
                 return None
             pause = min(pause * 2, self.config.backoff_max)
 
-    def __enter__(self) -> "LiveSource":
+    def __enter__(self) -> Self:
         self._session = self._connect()
         if self._session is None:
             raise MediaError(f"{self.name}: stopped before the stream opened")

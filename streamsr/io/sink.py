@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 import av
 import numpy as np
@@ -23,7 +23,7 @@ from ..frames import RANGE_FULL, Frame, PassThrough, VideoInfo
 from ..urls import is_url, mask_credentials, url_scheme
 from .source import SWS_FLAGS, sws_colorspace
 
-__all__ = ["SinkConfig", "Sink", "container_format", "check_encoder"]
+__all__ = ["Sink", "SinkConfig", "check_encoder", "container_format"]
 
 _FORMATS = {
     ".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".ts": "mpegts",
@@ -223,7 +223,7 @@ class Sink:
             return {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
         return {}
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Self:
         target = self._open_target()
         try:
             self._container = av.open(target, mode="w", format=self.format, options=self._format_options())
@@ -345,6 +345,28 @@ class Sink:
             format=self.pix_fmt, src_colorspace=cs, dst_colorspace=cs,
             src_color_range=RANGE_FULL, dst_color_range=self.colour.range, interpolation=SWS_FLAGS,
         )
+        return self._stamp(frame, out)
+
+    @property
+    def takes_planes(self) -> bool:
+        """Whether :meth:`make_frame_planes` can hand 8-bit 4:2:0 planes to the encoder as they are."""
+        return self.pix_fmt in ("yuv420p", "yuvj420p")
+
+    def make_frame_planes(self, frame: Frame) -> Frame:
+        """Like :meth:`make_frame` for a frame carrying 8-bit 4:2:0 planes ((3H/2)×W uint8, PyAV's
+        yuv420p layout) already in this sink's colour matrix and range (the device colour chain).
+        Planes of another size than the encoder's go through swscale and :meth:`make_frame`."""
+        planes: np.ndarray = frame.image
+        fmt = self.pix_fmt if self.takes_planes else "yuv420p"
+        vf = av.VideoFrame.from_ndarray(planes, format=fmt)
+        if fmt == self.pix_fmt and (vf.width, vf.height) == (self.width, self.height):
+            return self._stamp(frame, vf)
+        cs = sws_colorspace(self.colour.matrix)
+        rgb = vf.reformat(format="rgb24", src_colorspace=cs, dst_colorspace=cs, src_color_range=self.colour.range,
+                          dst_color_range=RANGE_FULL, interpolation=SWS_FLAGS)
+        return self.make_frame(frame.with_image(rgb.to_ndarray()))
+
+    def _stamp(self, frame: Frame, out: av.VideoFrame) -> Frame:
         out.colorspace = self.colour.matrix
         out.color_range = self.colour.range
         out.pts = frame.pts

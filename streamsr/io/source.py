@@ -10,18 +10,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Self
 
 import av
 import numpy as np
 
 from ..errors import DecodeError, InputNotFoundError, MediaError
-from ..urls import mask_credentials
 from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
+from ..urls import mask_credentials
 
-__all__ = ["Source", "to_rgb", "sws_colorspace", "SWS_FLAGS"]
+__all__ = ["SWS_FLAGS", "Source", "sws_colorspace", "to_rgb"]
 
 _I = av.video.reformatter.Interpolation
 #: swscale flags for every RGB<->YUV conversion: accurate rounding and full chroma resolution;
@@ -189,7 +190,7 @@ class Source:
             return text
         return self.src
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Self:
         target = self._open_target()
         _forward_ffmpeg_errors()
         try:
@@ -204,7 +205,7 @@ class Source:
         return self
 
     def _open_container(self, target):
-        kwargs = dict(mode="r", format=self.format, options=self.options, timeout=self.timeout)
+        kwargs = {"mode": "r", "format": self.format, "options": self.options, "timeout": self.timeout}
         if self.hwaccel and isinstance(target, str):  # a pipe can't be reopened after a failed try
             from av.codec.hwaccel import HWAccel
 

@@ -6,10 +6,10 @@ name. Weights are shipped as ``models/weights/{name}_x{scale}.safetensors``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
@@ -17,14 +17,14 @@ from ..errors import UnknownModelError, UnsupportedScaleError, WeightsError
 
 __all__ = [
     "ModelSpec",
-    "register_model",
+    "build_model",
+    "count_parameters",
     "get_model",
     "list_models",
-    "build_model",
-    "weights_path",
     "load_weights",
-    "count_parameters",
     "model_kwargs",
+    "register_model",
+    "weights_path",
 ]
 
 

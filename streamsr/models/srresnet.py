@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .registry import ModelSpec, register_model
 
-__all__ = ["SRResNet", "SHIPPED_SRRESNET"]
+__all__ = ["SHIPPED_SRRESNET", "SRResNet"]
 
 #: the variant the shipped weights use (the paper: channels=64, blocks=16)
 SHIPPED_SRRESNET = {"channels": 32, "blocks": 6}

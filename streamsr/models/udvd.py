@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .registry import ModelSpec, register_model
 
-__all__ = ["UDVD", "SHIPPED_UDVD", "apply_dynamic_kernels", "bicubic_kernels"]
+__all__ = ["SHIPPED_UDVD", "UDVD", "apply_dynamic_kernels", "bicubic_kernels"]
 
 SHIPPED_UDVD = {"channels": 48, "blocks": 6, "refine_channels": 24}
 

@@ -4,4 +4,4 @@ from .job import run_sequential, upscale_video
 from .runner import END, FnStage, Runner, Stage
 from .stats import RunStats, StageStats
 
-__all__ = ["END", "FnStage", "Runner", "RunStats", "Stage", "StageStats", "run_sequential", "upscale_video"]
+__all__ = ["END", "FnStage", "RunStats", "Runner", "Stage", "StageStats", "run_sequential", "upscale_video"]

@@ -18,9 +18,9 @@ A cameras file (TOML)::
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..config import RunConfig, read_toml
 from ..errors import ConfigError, StreamSRError

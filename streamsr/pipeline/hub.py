@@ -13,13 +13,13 @@ from concurrent.futures import Future
 
 import numpy as np
 
-__all__ = ["InferenceHub", "HubClient"]
+__all__ = ["HubClient", "InferenceHub"]
 
 
 class HubClient:
     """Backend-shaped handle on a hub: ``infer`` blocks until the hub ran this batch."""
 
-    def __init__(self, hub: "InferenceHub"):
+    def __init__(self, hub: InferenceHub):
         self._hub = hub
         self.name = getattr(hub.backend, "name", "?")
 
@@ -84,7 +84,7 @@ class InferenceHub:
                 batch = np.concatenate([g[0] for g in group])
                 extra = {k: np.concatenate([g[1][k] for g in group]) for k in first[1]}
                 out = self.backend.infer(batch, extra)
-            except BaseException as exc:  # handed to every waiting caller
+            except BaseException as exc:  # noqa: BLE001 -- handed to every waiting caller
                 for g in group:
                     g[2].set_exception(exc)
                 continue

@@ -6,12 +6,13 @@ import dataclasses
 import os
 import threading
 import time
-from typing import BinaryIO, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
-from ..degradation import Degradation, NoiseTracker, code_map, noise_map
 from ..config import RunConfig
+from ..degradation import Degradation, NoiseTracker, code_map, noise_map
 from ..errors import ConfigError, MediaError, StreamLostError
 from ..frames import Frame, PassThrough
 from ..io.live import LiveSource
@@ -20,10 +21,10 @@ from ..io.source import Source
 from ..models.registry import get_model
 from ..urls import is_live_input
 from .runner import Runner, Stage
-from .stages import EncodeStage, InferStage, ToFrameStage, ToTensorStage
+from .stages import DeviceInferStage, EncodeStage, InferStage, ToFrameStage, ToPlanesStage, ToTensorStage
 from .stats import LatencyStats, RunStats, StageStats
 
-__all__ = ["upscale_video", "build_stages", "run_sequential", "Progress", "RunHandle"]
+__all__ = ["Progress", "RunHandle", "build_stages", "run_sequential", "upscale_video"]
 
 LIVE_QUEUE = 2
 
@@ -78,8 +79,16 @@ def build_stages(backend, sink: Sink, config: RunConfig, *, realtime: bool = Fal
     max_latency = config.max_latency if realtime else None
     spec = get_model(config.model, config.scale)
     maps = None
-    if len(spec.inputs) > 1:
-        code = Degradation(blur=config.blur_width).code()
+    code = Degradation(blur=config.blur_width).code() if len(spec.inputs) > 1 else None
+    if device_colour(backend, sink, config):
+        def stretch(sigmas, n):  # n×C×1×1, stretched to the frame size on the device
+            return {"kernel_code": code_map(code, n, 1, 1), "noise_level": noise_map(np.array(sigmas), n, 1, 1)}
+
+        return [ToPlanesStage(backend.device),
+                DeviceInferStage(backend, sink.colour, config.batch_size, maps=stretch if code is not None else None,
+                                 max_latency=max_latency, noise=config.noise, tracker=noise),
+                ToFrameStage(sink), EncodeStage(sink, latency)]
+    if code is not None:
         code_maps: dict[tuple[int, int, int], np.ndarray] = {}  # constant per run: built once per shape
 
         def maps(frames, h, w):
@@ -91,6 +100,29 @@ def build_stages(backend, sink: Sink, config: RunConfig, *, realtime: bool = Fal
 
     return [ToTensorStage(noise), InferStage(backend, config.batch_size, maps=maps, max_latency=max_latency),
             ToFrameStage(sink), EncodeStage(sink, latency)]
+
+
+def device_colour(backend, sink: Sink, config: RunConfig) -> bool:
+    """Whether a run converts colour on the inference device (``--colour-on``): "auto" does when
+    the backend keeps tensors on a CUDA device and the output is 8-bit 4:2:0.
+
+    Raises:
+        ConfigError: ``--colour-on device`` where it can't be done.
+    """
+    if config.colour_on == "cpu":
+        return False
+    why = []
+    if not hasattr(backend, "infer_tensor"):
+        why.append("tiling (--tile) works on host arrays" if hasattr(backend, "inner")
+                   else f"the {getattr(backend, 'name', type(backend).__name__)} backend works on host arrays")
+    if not sink.takes_planes:
+        why.append(f"the output pixel format {sink.pix_fmt} is not 8-bit 4:2:0")
+    if config.colour_on == "device":
+        if why:
+            raise ConfigError(f"--colour-on device: {'; '.join(why)}; use --colour-on cpu")
+        return True
+    device = getattr(backend, "device", None)
+    return not why and device is not None and str(device).startswith("cuda")
 
 
 def run_sequential(source, stages: list[Stage]) -> StageStats:
@@ -154,19 +186,22 @@ def _sink_config(config: RunConfig, realtime: bool, info) -> SinkConfig:
     return dataclasses.replace(sink, **changes)
 
 
+_DEFAULT_CONFIG = RunConfig()  # frozen: safe to share
+
+
 def _check_paths(src, dst) -> None:
     if not isinstance(dst, (str, os.PathLike)):
         return
     container_format(os.fspath(dst))
-    if isinstance(src, (str, os.PathLike)) and "-" not in (os.fspath(src), os.fspath(dst)):
-        if os.path.abspath(src) == os.path.abspath(dst):
-            raise ConfigError(f"output {os.fspath(dst)!r} is the input file; choose another name")
+    if (isinstance(src, (str, os.PathLike)) and "-" not in (os.fspath(src), os.fspath(dst))
+            and os.path.abspath(src) == os.path.abspath(dst)):
+        raise ConfigError(f"output {os.fspath(dst)!r} is the input file; choose another name")
 
 
 def upscale_video(
     src: str | os.PathLike | BinaryIO,
     dst: str | os.PathLike | BinaryIO,
-    config: RunConfig = RunConfig(),
+    config: RunConfig = _DEFAULT_CONFIG,
     *,
     progress: Progress | None = None,
     stop_after: int | None = None,
@@ -264,7 +299,8 @@ def upscale_video(
                "input": {"name": source.name, "width": info.width, "height": info.height,
                          "codec": info.codec, "pix_fmt": info.pix_fmt},
                "output": {"width": sink.width, "height": sink.height, "codec": sink.config.codec,
-                          "pix_fmt": sink.pix_fmt}},
+                          "pix_fmt": sink.pix_fmt},
+               "colour_on": "device" if any(isinstance(s, DeviceInferStage) for s in stages) else "cpu"},
     )
     if source.decode_errors or source.corrupt_frames:
         stats.notices.append(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Self
 
 from ..errors import ConfigError
 
-__all__ = ["MetricsServer", "render_metrics", "parse_listen"]
+__all__ = ["MetricsServer", "parse_listen", "render_metrics"]
 
 _METRICS = [
     ("streamsr_frames_in_total", "counter", "Frames decoded.", lambda h: h.frames_in),
@@ -67,7 +68,7 @@ class MetricsServer:
         get = handles
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return
@@ -88,7 +89,7 @@ class MetricsServer:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="streamsr-metrics", daemon=True)
 
-    def __enter__(self) -> "MetricsServer":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..frames import Frame, PassThrough
 from .stats import StageStats
 
-__all__ = ["Stage", "FnStage", "Runner", "END", "DropOldestQueue"]
+__all__ = ["END", "DropOldestQueue", "FnStage", "Runner", "Stage"]
 
 
 class _End:
@@ -198,7 +199,7 @@ class Runner:
                 stats.add(time.perf_counter() - t0, 0 if isinstance(item, PassThrough) else 1)
                 if not self._put(out, item, receiver):
                     return
-        except BaseException as exc:  # relayed to the caller by run()
+        except BaseException as exc:  # noqa: BLE001 -- relayed to the caller by run()
             self._fail(exc)
         finally:
             self._put(out, END)
@@ -235,7 +236,7 @@ class Runner:
                 for r in held:
                     if not self._put(out, r):
                         return
-        except BaseException as exc:  # relayed to the caller by run()
+        except BaseException as exc:  # noqa: BLE001 -- relayed to the caller by run()
             self._fail(exc)
         finally:
             if out is not None:

@@ -1,21 +1,35 @@
-"""The stages of an upscaling run: colour conversion, batched inference, post-processing, encoding."""
+"""The stages of an upscaling run: colour conversion, batched inference, post-processing, encoding.
+
+Two chains share the batching, inference and encoding stages:
+
+- CPU colour (any backend): swscale turns decoded frames into float RGB (:class:`ToTensorStage`),
+  the backend upscales numpy batches, and :class:`ToFrameStage` rounds and converts back.
+- device colour (``--colour-on device``, backends with ``infer_tensor``): :class:`ToPlanesStage`
+  uploads the frame's 8-bit 4:2:0 planes (from pinned memory on a side CUDA stream, overlapping
+  the inference of earlier frames), :class:`DeviceInferStage` converts to RGB, estimates noise,
+  upscales and converts back to 4:2:0 on the device (:mod:`streamsr.colour`), and only the output
+  planes come back to the host.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
+import torch
 
-from ..degradation import NoiseTracker, estimate_noise
-from ..frames import Frame, PassThrough
+from ..colour import YUV420_FORMATS, rgb_to_yuv420, yuv420_to_rgb
+from ..degradation import NoiseTracker, estimate_noise, estimate_noise_batch
+from ..frames import ColourTags, Frame, PassThrough
 from ..io.sink import Sink
-from ..io.source import to_rgb
+from ..io.source import SWS_FLAGS, sws_colorspace, to_rgb
 from .runner import Stage
 from .stats import LatencyStats
 
-__all__ = ["ToTensorStage", "InferStage", "ToFrameStage", "EncodeStage"]
+__all__ = ["DeviceInferStage", "DevicePlanes", "EncodeStage", "InferStage", "ToFrameStage", "ToPlanesStage",
+           "ToTensorStage"]
 
 
 class ToTensorStage(Stage):
@@ -69,7 +83,7 @@ class InferStage(Stage):
         batch = np.stack([f.image for f in frames])
         extra = self.maps(frames, batch.shape[2], batch.shape[3]) if self.maps is not None else {}
         out = self.backend.infer(batch, extra)
-        return [f.with_image(o) for f, o in zip(frames, out)]
+        return [f.with_image(o) for f, o in zip(frames, out, strict=True)]
 
     def process(self, item: Frame) -> Iterable[Frame]:
         if self.max_latency is not None and time.monotonic() - item.arrival > self.max_latency:
@@ -87,14 +101,115 @@ class InferStage(Stage):
         return self._run()
 
 
+@dataclasses.dataclass(frozen=True)
+class DevicePlanes:
+    """A frame's 8-bit 4:2:0 planes on the inference device (PyAV's yuv420p layout, (3H/2)×W),
+    with the CUDA event that marks the end of their upload (None on the CPU)."""
+
+    tensor: torch.Tensor
+    ready: torch.cuda.Event | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.tensor.shape)
+
+
+class ToPlanesStage(Stage):
+    """Decoded ``av.VideoFrame`` → :class:`DevicePlanes` on ``device`` (device colour chain).
+
+    8-bit 4:2:0 frames are taken as they are; any other format (4:2:2, 10-bit, NV12 from a
+    hardware decoder) is first repacked to yuv420p by swscale with the frame's own matrix and range.
+    On CUDA the copy is made from pinned memory on this stage's own stream, so it overlaps the
+    inference running on the other thread.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        super().__init__("preprocess")
+        self.device = torch.device(device)
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+
+    def process(self, item: Frame) -> Iterable[Frame]:
+        vf = item.image
+        if vf.format.name not in YUV420_FORMATS:
+            cs = sws_colorspace(item.colour.matrix)
+            vf = vf.reformat(format="yuv420p", src_colorspace=cs, dst_colorspace=cs,
+                             src_color_range=item.colour.range, dst_color_range=item.colour.range,
+                             interpolation=SWS_FLAGS)
+        planes = torch.from_numpy(vf.to_ndarray())
+        if self.stream is None:
+            return (item.with_image(DevicePlanes(planes.to(self.device))),)
+        with torch.cuda.stream(self.stream):
+            on_device = planes.pin_memory().to(self.device, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record(self.stream)
+        return (item.with_image(DevicePlanes(on_device, ready)),)
+
+
+class DeviceInferStage(InferStage):
+    """:class:`InferStage` for the device colour chain: 4:2:0 planes in, 4:2:0 planes (a host
+    uint8 ``(3sH/2)×sW`` array per frame) out; everything in between stays on the device.
+
+    Args:
+        backend: a backend with ``infer_tensor`` (PyTorch, TensorRT).
+        out_colour: the encoder's matrix and range.
+        batch_size, max_latency: as :class:`InferStage`.
+        maps: for degradation-aware models, ``maps(sigmas, n) -> {input name: n×C×1×1 array}``,
+            stretched to the frame size on the device; None for image-only models.
+        noise: a fixed σ to tell the model, or None to estimate it per frame on the device and
+            smooth it with ``tracker`` (``--noise auto``).
+        tracker: the :class:`NoiseTracker` of ``--noise auto``.
+    """
+
+    def __init__(self, backend, out_colour: ColourTags, batch_size: int = 1, maps=None,
+                 max_latency: float | None = None, noise: float | None = None,
+                 tracker: NoiseTracker | None = None):
+        super().__init__(backend, batch_size, maps=None, max_latency=max_latency)
+        self.out_colour = out_colour
+        self.stretch_maps = maps
+        self.noise = noise
+        self.tracker = tracker
+
+    @torch.inference_mode()
+    def _run(self) -> list[Frame]:
+        frames, self._held = self._held, []
+        if not frames:
+            return []
+        cuda = frames[0].image.tensor.is_cuda
+        if cuda:
+            stream = torch.cuda.current_stream()
+            for f in frames:  # uploaded on the preprocess thread's stream
+                stream.wait_event(f.image.ready)
+                f.image.tensor.record_stream(stream)
+        planes = torch.stack([f.image.tensor for f in frames])
+        rgb = yuv420_to_rgb(planes, [f.colour for f in frames])
+        n, _, h, w = rgb.shape
+        sigmas = [self.noise] * n
+        if self.stretch_maps is not None and self.noise is None:
+            if self.tracker is None:
+                raise ValueError("a degradation-aware model without --noise needs a NoiseTracker")
+            raw = estimate_noise_batch(rgb * 255.0).tolist()
+            sigmas = [self.tracker.update(s) for s in raw]
+        extra = {}
+        if self.stretch_maps is not None:
+            extra = {k: torch.tensor(v, device=rgb.device).expand(n, -1, h, w)
+                     for k, v in self.stretch_maps(sigmas, n).items()}
+        out = self.backend.infer_tensor(rgb, extra)
+        host = rgb_to_yuv420(out, self.out_colour).cpu().numpy()
+        return [dataclasses.replace(f.with_image(o), noise=s if self.noise is None else f.noise)
+                for f, o, s in zip(frames, host, sigmas, strict=True)]
+
+
 class ToFrameStage(Stage):
-    """C×H×W float output → clamped, rounded uint8 RGB → the encoder's ``av.VideoFrame``."""
+    """C×H×W float output → clamped, rounded uint8 RGB → the encoder's ``av.VideoFrame``;
+    4:2:0 planes from the device colour chain go to the encoder's frame as they are."""
 
     def __init__(self, sink: Sink):
         super().__init__("postprocess")
         self.sink = sink
 
     def process(self, item: Frame) -> Iterable[Frame]:
+        if item.image.ndim == 2:
+            return (self.sink.make_frame_planes(item),)
         chw = item.image
         hwc = np.empty((chw.shape[1], chw.shape[2], 3), dtype=np.uint8)
         np.clip(chw.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255, out=hwc, casting="unsafe")

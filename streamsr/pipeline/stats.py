@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["StageStats", "RunStats", "LatencyStats"]
+__all__ = ["LatencyStats", "RunStats", "StageStats"]
 
 
 class LatencyStats:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import read_toml
 from ..errors import ConfigError
 
-__all__ = ["TrainConfig", "DegradationSampling", "GanConfig", "load_train_config"]
+__all__ = ["DegradationSampling", "GanConfig", "TrainConfig", "load_train_config"]
 
 
 @dataclass(frozen=True, kw_only=True)

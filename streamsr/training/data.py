@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..degradation import degradation_maps, degrade, isotropic_gaussian, kernel_code, random_anisotropic
+from ..degradation import (
+    degradation_maps,
+    degrade,
+    isotropic_gaussian,
+    kernel_code,
+    random_anisotropic,
+)
 from ..errors import ConfigError
 from ..evaluate import IMAGE_SUFFIXES, load_rgb
 from ..metrics import downscale
@@ -92,7 +98,7 @@ class PatchSampler:
             hrs.append(np.ascontiguousarray(b))
             codes.append(kernel_code(kernel if kernel is not None else isotropic_gaussian(0.0)))
             noises.append(noise)
-        to_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
+        to_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255)
         maps = {}
         if self.with_maps:
             raw = degradation_maps(np.stack(codes), np.array(noises), n, self.patch, self.patch)

@@ -52,7 +52,7 @@ class VGG19Features(nn.Module):
         path: ``vgg19-*.pth`` (read with ``weights_only=True``) or a ``.safetensors`` file.
     """
 
-    CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
+    CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
 
     def __init__(self, path: str):
         super().__init__()

@@ -7,9 +7,9 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .data import PatchSampler
 from .gan import Discriminator, VGG19Features
 
-__all__ = ["train", "TrainResult", "VAL_DEGRADATION"]
+__all__ = ["VAL_DEGRADATION", "TrainResult", "train"]
 
 #: the degraded validation setting of the issue: blur width 1.6, noise σ 10
 VAL_DEGRADATION = Degradation(blur=1.6, noise=10.0)

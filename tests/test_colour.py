@@ -1,0 +1,185 @@
+"""Device colour conversion (streamsr.colour) against swscale, and the device colour chain of a run
+(`--colour-on device`), checked on the CPU against the swscale chain."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import SAMPLE
+from media import make_video, read_video
+
+from streamsr import RunConfig
+from streamsr.cli import main
+from streamsr.colour import rgb_to_yuv420, yuv420_to_rgb
+from streamsr.errors import ConfigError
+from streamsr.frames import BT601, BT709, RANGE_FULL, RANGE_LIMITED, ColourTags
+from streamsr.io.source import SWS_FLAGS, sws_colorspace, to_rgb
+from streamsr.pipeline.job import upscale_video
+
+COLOURS = [ColourTags(BT601, RANGE_LIMITED), ColourTags(BT709, RANGE_LIMITED), ColourTags(BT709, RANGE_FULL),
+           ColourTags(9, RANGE_LIMITED)]
+
+
+def psnr(a, b) -> float:
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse)) if mse else float("inf")
+
+
+@pytest.fixture(scope="module")
+def natural_frame() -> av.VideoFrame:
+    with av.open(str(SAMPLE)) as c:
+        return next(c.decode(video=0))
+
+
+def swscale_yuv420(rgb: np.ndarray, colour: ColourTags) -> np.ndarray:
+    cs = sws_colorspace(colour.matrix)
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format="yuv420p", src_colorspace=cs, dst_colorspace=cs, src_color_range=RANGE_FULL,
+        dst_color_range=colour.range, interpolation=SWS_FLAGS).to_ndarray()
+
+
+def to_uint8(chw: torch.Tensor) -> np.ndarray:
+    return (chw.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def flat_blocks() -> np.ndarray:
+    """64x64 RGB: 16 flat 16x16 blocks of saturated and grey colours."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (0, 0, 0),
+               (255, 255, 255), (128, 128, 128), (200, 30, 90), (20, 160, 220), (250, 200, 150), (60, 40, 20),
+               (16, 235, 128), (90, 90, 240), (180, 250, 60)]
+    img = np.zeros((64, 64, 3), np.uint8)
+    for k, c in enumerate(colours):
+        img[16 * (k // 4): 16 * (k // 4 + 1), 16 * (k % 4): 16 * (k % 4 + 1)] = c
+    return img
+
+
+@pytest.mark.parametrize("colour", COLOURS, ids=lambda c: f"m{c.matrix}r{c.range}")
+def test_yuv_to_rgb_matches_swscale(natural_frame, colour):
+    mine = to_uint8(yuv420_to_rgb(torch.from_numpy(natural_frame.to_ndarray())[None], colour)[0])
+    ref = to_rgb(natural_frame, colour)
+    assert psnr(mine, ref) > 45  # they differ only in chroma interpolation (linear vs bicubic) at edges
+    # flat colour: the matrix and range maths themselves, block interiors within 2 code values
+    rgb = flat_blocks()
+    planes = torch.from_numpy(swscale_yuv420(rgb, colour))[None]
+    back = to_uint8(yuv420_to_rgb(planes, colour)[0]).astype(int)
+    inner = np.zeros((64, 64), bool)
+    for by in range(4):
+        for bx in range(4):
+            inner[16 * by + 5: 16 * by + 11, 16 * bx + 5: 16 * bx + 11] = True  # clear of chroma filters
+    assert np.abs(back - rgb.astype(int))[inner].max() <= 2
+
+
+def test_the_wrong_matrix_is_measurably_off():
+    rgb = flat_blocks()
+    planes = torch.from_numpy(swscale_yuv420(rgb, COLOURS[0]))[None]
+    wrong = to_uint8(yuv420_to_rgb(planes, COLOURS[1])[0])
+    assert np.abs(wrong.astype(int) - rgb.astype(int)).max() > 10
+
+
+@pytest.mark.parametrize("colour", COLOURS, ids=lambda c: f"m{c.matrix}r{c.range}")
+def test_rgb_to_yuv_matches_swscale(natural_frame, colour):
+    rgb = to_rgb(natural_frame, colour)
+    ref = swscale_yuv420(rgb, colour)
+    mine = rgb_to_yuv420(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0, colour)[0].numpy()
+    assert mine.shape == ref.shape and mine.dtype == np.uint8
+    h = rgb.shape[0]
+    assert np.abs(mine[:h].astype(int) - ref[:h]).max() <= 1  # luma: the same maths, rounding apart
+    assert psnr(mine[h:], ref[h:]) > 45  # chroma: subsampling filters differ slightly
+    # batch of frames with one per-frame colour each: the same as one at a time
+    two = torch.stack([torch.from_numpy(natural_frame.to_ndarray())] * 2)
+    both = yuv420_to_rgb(two, [COLOURS[0], colour])
+    assert torch.equal(both[1], yuv420_to_rgb(two[1:], colour)[0])
+
+
+def test_odd_sizes_are_refused():
+    with pytest.raises(ValueError, match="even sizes"):
+        rgb_to_yuv420(torch.zeros(1, 3, 5, 4), COLOURS[0])
+
+
+def _planes(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray() for f in c.decode(video=0)]
+
+
+def assert_same_pictures(a_path, b_path, height: int, luma_db: float = 45, chroma_db: float = 30) -> None:
+    """Luma nearly equal; chroma within what linear vs bicubic chroma filters make of this
+    synthetic pattern's sharp colour edges (natural video agrees far closer, see above)."""
+    for a, b in zip(_planes(a_path), _planes(b_path), strict=True):
+        assert psnr(a[:height], b[:height]) > luma_db
+        assert psnr(a[height:], b[height:]) > chroma_db
+
+
+@pytest.mark.parametrize("model,extra", [("espcn", {}), ("udvd", {"batch_size": 3})])
+def test_device_chain_matches_swscale_chain(tmp_path, model, extra):
+    """The whole run with --colour-on device (here on the CPU) against the swscale chain: same
+    frames, timestamps and tags, pictures within chroma-filter differences, same noise estimate."""
+    src = make_video(tmp_path / "in.mp4", frames=7, size=(96, 64), audio="aac")
+    runs = {}
+    for where in ("cpu", "device"):
+        cfg = RunConfig.from_options(model=model, scale=2, backend="torch", colour_on=where, codec="ffv1", **extra)
+        stats = upscale_video(src, tmp_path / f"{where}.mkv", cfg)
+        runs[where] = (stats, read_video(tmp_path / f"{where}.mkv"))
+    (cpu_stats, (cpu_pts, cpu_imgs, _)), (dev_stats, (dev_pts, dev_imgs, _)) = runs["cpu"], runs["device"]
+    assert dev_stats.frames_out == cpu_stats.frames_out == 7 and dev_pts == cpu_pts
+    assert (cpu_stats.extra["colour_on"], dev_stats.extra["colour_on"]) == ("cpu", "device")
+    assert len(cpu_imgs) == len(dev_imgs) == 7
+    assert_same_pictures(tmp_path / "cpu.mkv", tmp_path / "device.mkv", 128)
+    with av.open(str(tmp_path / "device.mkv")) as c:
+        s = c.streams.video[0].codec_context
+        assert (s.pix_fmt, s.width, s.height) == ("yuv420p", 192, 128)
+        assert c.streams.audio  # audio still copied
+    if model == "udvd":
+        cpu_sigma = cpu_stats.extra["degradation"]["noise_estimated"]
+        dev_sigma = dev_stats.extra["degradation"]["noise_estimated"]
+        assert dev_sigma == pytest.approx(cpu_sigma, rel=0.1, abs=0.3)
+
+
+def test_device_chain_repacks_other_formats(tmp_path):
+    """4:2:2 input into a 4:2:0 output: the planes stage repacks with swscale, tags kept."""
+    src = make_video(tmp_path / "in.mkv", frames=4, size=(64, 48), codec="ffv1", pix_fmt="yuv422p",
+                     colorspace=BT709, color_range=RANGE_FULL)
+    for where in ("cpu", "device"):
+        cfg = RunConfig.from_options(scale=2, backend="torch", colour_on=where, codec="ffv1", pix_fmt="yuv420p")
+        upscale_video(src, tmp_path / f"{where}.mkv", cfg)
+        with av.open(str(tmp_path / f"{where}.mkv")) as c:
+            cc = c.streams.video[0].codec_context
+            assert (cc.colorspace, cc.color_range) == (BT709, RANGE_FULL)
+    # the model sees 4:2:0 chroma instead of 4:2:2 here: further apart than above, still close
+    assert_same_pictures(tmp_path / "cpu.mkv", tmp_path / "device.mkv", 96, luma_db=40, chroma_db=25)
+
+
+def test_where_colour_is_converted(tmp_path, small_clip):
+    # auto on the CPU keeps swscale; device where it can't be done is a clear error
+    from streamsr.pipeline.stages import DeviceInferStage, ToTensorStage
+
+    stats = upscale_video(small_clip, tmp_path / "a.mp4", RunConfig.from_options(scale=2, backend="torch"))
+    assert stats.extra["colour_on"] == "cpu" and stats.frames_out == 12
+    with pytest.raises(ConfigError, match="onnxruntime backend works on host arrays"):
+        upscale_video(small_clip, tmp_path / "b.mp4", RunConfig.from_options(backend="onnxruntime",
+                                                                             colour_on="device"))
+    with pytest.raises(ConfigError, match="tiling"):
+        upscale_video(small_clip, tmp_path / "c.mp4", RunConfig.from_options(backend="torch", tile=40, tile_overlap=8,
+                                                                             colour_on="device"))
+    with pytest.raises(ConfigError, match="yuv444p is not 8-bit 4:2:0"):
+        upscale_video(small_clip, tmp_path / "d.mkv", RunConfig.from_options(backend="torch", colour_on="device",
+                                                                             codec="ffv1", pix_fmt="yuv444p"))
+    from streamsr.io.sink import Sink
+    from streamsr.io.source import Source
+    from streamsr.pipeline.job import build_stages
+
+    for where, kind in (("auto", ToTensorStage), ("device", DeviceInferStage)):
+        cfg = RunConfig.from_options(backend="torch", colour_on=where)
+        backend = cfg.load_backend()
+        try:
+            with Source(small_clip) as src, Sink(tmp_path / f"{where}.mp4", src.info, 128, 96, cfg.sink) as sink:
+                stages = build_stages(backend, sink, cfg)
+        finally:
+            backend.close()
+        assert any(isinstance(s, kind) for s in stages)
+    r = CliRunner().invoke(main, ["run", str(small_clip), "-o", str(tmp_path / "e.mp4"), "--colour-on", "device",
+                                  "--backend", "torch", "-q", "--stats-json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "e.json").read_text())["frames_out"] == 12
