@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import platform
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,12 +19,14 @@ import numpy as np
 
 from .backends import list_backends, resolve_backend
 from .config import RunConfig
+from .degradation import Degradation, code_map, noise_map
 from .errors import BackendUnavailableError
 from .io.sink import Sink, SinkConfig
 from .io.source import Source
+from .models.registry import get_model
 from .pipeline.job import build_stages, run_sequential, upscale_video
 
-__all__ = ["run_bench", "synth_clip"]
+__all__ = ["MatrixRow", "format_matrix", "model_only_fps", "run_bench", "run_matrix", "synth_clip"]
 
 
 def synth_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) -> Path:
@@ -119,3 +123,128 @@ def _available(name: str, device: str) -> bool:
         return True
     except BackendUnavailableError:
         return False
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    """One cell of :func:`run_matrix`: model-only and end-to-end frames per second."""
+
+    model: str
+    scale: int
+    size: tuple[int, int]
+    backend: str
+    precision: str
+    batch: int
+    colour_on: str
+    model_fps: float
+    e2e_fps: float
+    bound: str
+
+
+def model_only_fps(backend, model: str, scale: int, width: int, height: int, batch: int,
+                   seconds: float = 2.0) -> float:
+    """Frames per second of the network alone on a random batch (after a warm-up): device tensors
+    when the backend keeps them (nothing crosses the bus), host arrays otherwise."""
+    import torch
+
+    spec = get_model(model, scale)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 3, height, width), dtype=np.float32)
+    extra = {}
+    if len(spec.inputs) > 1:
+        extra = {"kernel_code": code_map(Degradation(blur=0.5 * scale).code(), batch, height, width),
+                 "noise_level": noise_map(5.0, batch, height, width)}
+    if hasattr(backend, "infer_tensor"):
+        device = torch.device(str(getattr(backend, "device", "cpu")))
+        xt = torch.from_numpy(x).to(device)
+        et = {k: torch.from_numpy(v).to(device) for k, v in extra.items()}
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+        def once():
+            backend.infer_tensor(xt, et)
+    else:
+        def once():
+            backend.infer(x, extra)
+
+        def sync():  # host arrays: infer returns when the work is done
+            pass
+    once()
+    sync()
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < seconds:
+        once()
+        runs += 1
+    sync()
+    return runs * batch / (time.perf_counter() - start)
+
+
+def run_matrix(
+    *,
+    models: Sequence[str] = ("espcn", "srresnet", "udvd"),
+    scale: int = 2,
+    sizes: Sequence[tuple[int, int]] = ((960, 540), (1280, 720)),
+    precisions: Sequence[str] = ("fp32", "fp16"),
+    batches: Sequence[int] = (1, 4),
+    backends: Sequence[str] | None = None,
+    device: str = "cuda",
+    frames: int = 120,
+    codec: str = "libx264",
+    preset: str = "ultrafast",
+    report: Callable[[str], None] = lambda line: None,
+) -> list[MatrixRow]:
+    """Every combination of model, input size, precision, batch and backend: model-only fps
+    (:func:`model_only_fps`) and end-to-end fps of a run over a synthetic clip (decode, colour,
+    inference, encode), with the stage that bounds it. fp16 is skipped on the CPU."""
+    names = list(backends or [b for b in list_backends() if _available(b, device)])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for width, height in sizes:
+            clip = synth_clip(Path(tmp) / f"in_{width}x{height}.mp4", width, height, frames)
+            for model in models:
+                for name in names:
+                    for precision in precisions:
+                        if precision == "fp16" and device == "cpu":
+                            continue
+                        for batch in batches:
+                            config = RunConfig(model=model, scale=scale, backend=name, device=device,
+                                               precision=precision, batch_size=batch, audio=False,
+                                               sink=SinkConfig(codec=codec, preset=preset))
+                            backend = config.load_backend()
+                            try:
+                                model_fps = model_only_fps(backend, model, scale, width, height, batch)
+                                upscale_video(clip, Path(tmp) / "warm.mp4", config, backend=backend,
+                                              stop_after=2 * batch)
+                                stats = upscale_video(clip, Path(tmp) / "out.mp4", config, backend=backend)
+                            finally:
+                                backend.close()
+                            slowest = min((s for s in stats.stages if s.fps), key=lambda s: s.fps)
+                            rows.append(MatrixRow(model, scale, (width, height), name, precision, batch,
+                                                  stats.extra["colour_on"], model_fps, stats.fps, slowest.name))
+                            report(f"{model} {width}x{height} {name} {precision} b{batch}: model {model_fps:.1f} fps, "
+                                   f"end to end {stats.fps:.1f} fps (bound: {slowest.name})")
+    return rows
+
+
+def format_matrix(rows: Sequence[MatrixRow], device: str, codec: str, preset: str) -> str:
+    """A Markdown section for BENCHMARKS.md: the machine, the software, one row per cell."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        machine = f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+    else:
+        machine = f"CPU {platform.machine()}, {torch.get_num_threads()} torch threads"
+    versions = [f"torch {torch.__version__}", f"PyAV {av.__version__}"]
+    for module in ("onnxruntime", "tensorrt"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            pass
+    head = (f"\n### Model matrix on {machine}\n\n{', '.join(versions)}; encode {codec} {preset}. Model-only: the "
+            "network alone (on device tensors where the backend keeps them, host arrays for ONNX Runtime); end-to-end: decode, colour, inference, encode of a synthetic "
+            "clip; bound: the stage with the lowest fps.\n\n"
+            "| model | input -> output | backend | precision | batch | colour | model-only fps | end-to-end fps "
+            "| bound |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {r.model} x{r.scale} | {r.size[0]}x{r.size[1]} -> {r.size[0] * r.scale}x{r.size[1] * r.scale} | "
+             f"{r.backend} | {r.precision} | {r.batch} | {r.colour_on} | {r.model_fps:.1f} | {r.e2e_fps:.1f} | "
+             f"{r.bound} |" for r in rows]
+    return head + "\n".join(lines) + "\n"

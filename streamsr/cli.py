@@ -494,22 +494,46 @@ def evaluate(path, model, scale, backend, device, weights, noise, blur, as_json)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--preset", default="veryfast", show_default=True, help="x264 preset for the encode stage.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Append the results table to this Markdown file.")
-def bench(model, scale, size, frames, backends, device, preset, output):
-    """Measure per-stage and end-to-end throughput against a sequential loop.
+@click.option("--matrix", is_flag=True, help="Model-only and end-to-end fps for every model x size x precision x batch.")
+@click.option("--models", default="espcn,srresnet,udvd", show_default=True, help="--matrix: models.")
+@click.option("--sizes", default="960x540,1280x720", show_default=True, help="--matrix: input sizes.")
+@click.option("--precisions", default="fp32,fp16", show_default=True, help="--matrix: precisions (fp16 only on CUDA).")
+@click.option("--batches", default="1,4", show_default=True, help="--matrix: batch sizes.")
+@click.option("--codec", default="libx264", show_default=True, help="--matrix: encoder of the end-to-end runs.")
+def bench(model, scale, size, frames, backends, device, preset, output, matrix, models, sizes, precisions, batches,
+          codec):
+    """Measure per-stage and end-to-end throughput against a sequential loop, or (--matrix) the
+    model-only and end-to-end fps of every model, size, precision and batch size.
 
     \b
-    Example:
+    Examples:
       streamsr bench --model espcn --scale 2 --size 640x360 --output BENCHMARKS.md
+      streamsr bench --matrix --device cuda --output BENCHMARKS.md
     """
-    from .bench import run_bench
+    from .bench import format_matrix, run_bench, run_matrix
 
-    try:
-        w, h = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected WxH, got {size!r}", param_hint="--size") from None
-    table = run_bench(model=model, scale=scale, width=w, height=h, frames=frames,
-                      backends=list(backends) or None, device=device, preset=preset,
-                      report=lambda line: click.echo(line, err=True))
+    def parse_size(text: str, hint: str) -> tuple[int, int]:
+        try:
+            w, h = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise click.BadParameter(f"expected WxH, got {text!r}", param_hint=hint) from None
+        return w, h
+
+    if matrix:
+        try:
+            batch_list = [int(b) for b in batches.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"expected numbers, got {batches!r}", param_hint="--batches") from None
+        rows = run_matrix(models=models.split(","), scale=scale,
+                          sizes=[parse_size(s, "--sizes") for s in sizes.split(",")], precisions=precisions.split(","), batches=batch_list, backends=list(backends) or None,
+                          device=device, frames=frames, codec=codec, preset=preset,
+                          report=lambda line: click.echo(line, err=True))
+        table = format_matrix(rows, device, codec, preset)
+    else:
+        w, h = parse_size(size, "--size")
+        table = run_bench(model=model, scale=scale, width=w, height=h, frames=frames,
+                          backends=list(backends) or None, device=device, preset=preset,
+                          report=lambda line: click.echo(line, err=True))
     click.echo(table)
     if output:
         with open(output, "a") as f:

@@ -186,3 +186,20 @@ def test_eval_folder_and_video(tmp_path):
     assert video.exit_code == 0 and len(json.loads(video.stdout)["items"]) == 2  # every 10th frame
     missing = _run("eval", tmp_path / "nope", "--model", "espcn")
     assert missing.exit_code == 1 and "not found" in missing.stderr
+
+
+def test_bench_matrix_on_a_tiny_grid(tmp_path):
+    out = tmp_path / "BENCH.md"
+    r = CliRunner().invoke(main, ["bench", "--matrix", "--device", "cpu", "--models", "espcn,udvd", "--sizes", "64x48",
+                                  "--precisions", "fp32,fp16", "--batches", "1,2", "--backend", "torch",
+                                  "--frames", "6", "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| espcn", "| udvd"))]
+    assert len(rows) == 4  # 2 models x 2 batches; fp16 skipped on the CPU
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "64x48 -> 128x96" and cells[3] == "fp32" and cells[5] == "cpu"
+        assert float(cells[6]) > 0 and float(cells[7]) > 0 and cells[8] in ("decode", "preprocess", "infer",
+                                                                            "postprocess", "encode")
+    r = CliRunner().invoke(main, ["bench", "--matrix", "--batches", "one"])
+    assert r.exit_code == 2 and "--batches" in r.output
