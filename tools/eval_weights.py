@@ -67,10 +67,16 @@ def clean_table(name: str, scale: int) -> str:
     gains = sorted(s.gain for s in scores)
     print(f"{name} x{scale}: {m['psnr']:.2f} vs bicubic {m['psnr_bicubic']:.2f} ({m['psnr'] - m['psnr_bicubic']:+.2f})")
     kwargs = recipe.get("model_kwargs") or {}
+    chain, r = [], recipe  # a fine-tuned model carries the recipe it started from
+    while r:
+        chain.append(r)
+        r = r.get("init_recipe")
+    iterations, wall = sum(c["iterations"] for c in chain), sum(c["wall_seconds"] for c in chain)
+    stages = f" in {len(chain)} stages, each fine-tuning the one before" if len(chain) > 1 else ""
     return (f"### {name} x{scale}: {m['psnr'] - m['psnr_bicubic']:+.2f} dB over bicubic (median {np.median(gains):+.2f})\n\n"
             f"`{path.name}`, {recipe['parameters']:,} parameters{', variant ' + json.dumps(kwargs) if kwargs else ''}, "
-            f"{recipe['iterations']:,} iterations (batch {recipe['batch']}, LR patch {recipe['lr_patch']}, "
-            f"loss {recipe['loss']}), {recipe['wall_seconds'] / 60:.0f} min on {recipe['hardware']}.\n\n"
+            f"{iterations:,} iterations{stages} (batch {recipe['batch']}, LR patch {recipe['lr_patch']}, "
+            f"loss {recipe['loss']}), {wall / 60:.0f} min on {recipe['hardware']}.\n\n"
             "| image | bicubic PSNR | model PSNR | gain | bicubic SSIM | model SSIM |\n|---|---|---|---|---|---|\n"
             f"{rows}\n| **mean** | **{m['psnr_bicubic']:.2f}** | **{m['psnr']:.2f}** | "
             f"**{m['psnr'] - m['psnr_bicubic']:+.2f}** | **{m['ssim_bicubic']:.4f}** | **{m['ssim']:.4f}** |\n")
