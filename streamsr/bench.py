@@ -190,11 +190,13 @@ def run_matrix(
     frames: int = 120,
     codec: str = "libx264",
     preset: str = "ultrafast",
+    compile: bool = False,
     report: Callable[[str], None] = lambda line: None,
 ) -> list[MatrixRow]:
     """Every combination of model, input size, precision, batch and backend: model-only fps
     (:func:`model_only_fps`) and end-to-end fps of a run over a synthetic clip (decode, colour,
-    inference, encode), with the stage that bounds it. fp16 is skipped on the CPU."""
+    inference, encode), with the stage that bounds it. fp16 is skipped on the CPU. ``compile``:
+    torch.compile the PyTorch backend (CUDA graphs on a GPU)."""
     names = list(backends or [b for b in list_backends() if _available(b, device)])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,6 +210,7 @@ def run_matrix(
                         for batch in batches:
                             config = RunConfig(model=model, scale=scale, backend=name, device=device,
                                                precision=precision, batch_size=batch, audio=False,
+                                               compile=compile and name == "torch",
                                                sink=SinkConfig(codec=codec, preset=preset))
                             backend = config.load_backend()
                             try:
@@ -225,7 +228,7 @@ def run_matrix(
     return rows
 
 
-def format_matrix(rows: Sequence[MatrixRow], device: str, codec: str, preset: str) -> str:
+def format_matrix(rows: Sequence[MatrixRow], device: str, codec: str, preset: str, compile: bool = False) -> str:
     """A Markdown section for BENCHMARKS.md: the machine, the software, one row per cell."""
     import torch
 
@@ -239,9 +242,10 @@ def format_matrix(rows: Sequence[MatrixRow], device: str, codec: str, preset: st
             versions.append(f"{module} {__import__(module).__version__}")
         except ImportError:
             pass
-    head = (f"\n### Model matrix on {machine}\n\n{', '.join(versions)}; encode {codec} {preset}. Model-only: the "
-            "network alone (on device tensors where the backend keeps them, host arrays for ONNX Runtime); end-to-end: decode, colour, inference, encode of a synthetic "
-            "clip; bound: the stage with the lowest fps.\n\n"
+    head = (f"\n### Model matrix on {machine}\n\n{', '.join(versions)}; encode {codec} {preset}"
+            f"{'; torch backend compiled (torch.compile)' if compile else ''}. Model-only: the "
+            "network alone (on device tensors where the backend keeps them, host arrays for ONNX Runtime); "
+            "end-to-end: decode, colour, inference, encode of a synthetic clip; bound: the stage with the lowest fps.\n\n"
             "| model | input -> output | backend | precision | batch | colour | model-only fps | end-to-end fps "
             "| bound |\n|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {r.model} x{r.scale} | {r.size[0]}x{r.size[1]} -> {r.size[0] * r.scale}x{r.size[1] * r.scale} | "

@@ -143,6 +143,8 @@ def main() -> None:
 @click.option("--colour-on", type=click.Choice(["auto", "cpu", "device"]), default=None,
               help="Where YUV<->RGB conversion runs: swscale on the CPU, or the inference device "
                    "(8-bit 4:2:0; default auto = device on CUDA).")
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="PyTorch backend: torch.compile the network (CUDA graphs on a GPU; the first frame compiles).")
 @click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8; at most 2 when live).")
 @click.option("--realtime/--no-realtime", default=None,
               help="Live mode: drop the oldest waiting frames to keep latency bounded. Default: on for "
@@ -203,6 +205,7 @@ def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, 
             options["noise"] = float(noise_opt)
         except ValueError:
             raise click.BadParameter(f"expected a number or auto, got {noise_opt!r}", param_hint="--noise") from None
+    options["compile"] = options.pop("compile_") or None  # a Python builtin's name
     flat = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     config = RunConfig.from_options(**flat, audio=False if no_audio else None)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
@@ -500,8 +503,9 @@ def evaluate(path, model, scale, backend, device, weights, noise, blur, as_json)
 @click.option("--precisions", default="fp32,fp16", show_default=True, help="--matrix: precisions (fp16 only on CUDA).")
 @click.option("--batches", default="1,4", show_default=True, help="--matrix: batch sizes.")
 @click.option("--codec", default="libx264", show_default=True, help="--matrix: encoder of the end-to-end runs.")
+@click.option("--compile", "compile_", is_flag=True, help="--matrix: torch.compile the PyTorch backend.")
 def bench(model, scale, size, frames, backends, device, preset, output, matrix, models, sizes, precisions, batches,
-          codec):
+          codec, compile_):
     """Measure per-stage and end-to-end throughput against a sequential loop, or (--matrix) the
     model-only and end-to-end fps of every model, size, precision and batch size.
 
@@ -526,9 +530,9 @@ def bench(model, scale, size, frames, backends, device, preset, output, matrix, 
             raise click.BadParameter(f"expected numbers, got {batches!r}", param_hint="--batches") from None
         rows = run_matrix(models=models.split(","), scale=scale,
                           sizes=[parse_size(s, "--sizes") for s in sizes.split(",")], precisions=precisions.split(","), batches=batch_list, backends=list(backends) or None,
-                          device=device, frames=frames, codec=codec, preset=preset,
+                          device=device, frames=frames, codec=codec, preset=preset, compile=compile_,
                           report=lambda line: click.echo(line, err=True))
-        table = format_matrix(rows, device, codec, preset)
+        table = format_matrix(rows, device, codec, preset, compile_)
     else:
         w, h = parse_size(size, "--size")
         table = run_bench(model=model, scale=scale, width=w, height=h, frames=frames,

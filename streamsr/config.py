@@ -50,6 +50,7 @@ class RunConfig:
         colour_on: where YUV↔RGB conversion runs: "cpu" (swscale), "device" (PyTorch on the
             inference device, 8-bit 4:2:0 only: uploads 1.5 bytes a pixel instead of 12, and the
             CPU does no per-pixel work), or "auto" (device on CUDA when the formats allow).
+        compile: PyTorch backend: ``torch.compile`` the network (CUDA graphs on a GPU).
         sink: encoder settings.
         live: how live inputs are read (reconnect, watchdog).
     """
@@ -72,6 +73,7 @@ class RunConfig:
     tile: int | None = None
     tile_overlap: int = 16
     colour_on: str = "auto"
+    compile: bool = False
     sink: SinkConfig = field(default_factory=SinkConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
 
@@ -86,7 +88,8 @@ class RunConfig:
 
         return create_backend(backend or self.backend, get_model(self.model, self.scale), self.scale,
                               device=self.device, precision=self.precision, weights=self.weights,
-                              tile=self.tile, tile_overlap=self.tile_overlap)
+                              tile=self.tile, tile_overlap=self.tile_overlap,
+                              **({"compile": True} if self.compile else {}))
 
     def hwaccel(self) -> str | None:
         """The device type to decode on, or None for the CPU."""

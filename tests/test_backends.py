@@ -1,8 +1,11 @@
+import json
 import math
+import shutil
 
 import numpy as np
 import onnx
 import pytest
+from click.testing import CliRunner
 
 from streamsr.backends import (
     create_backend,
@@ -10,6 +13,7 @@ from streamsr.backends import (
     list_backends,
     resolve_backend,
 )
+from streamsr.cli import main
 from streamsr.errors import BackendUnavailableError, ConfigError
 from streamsr.models import get_model, list_models
 
@@ -74,3 +78,40 @@ def test_export_dynamic_shapes(tmp_path, precision):
     for shape in ((1, 3, 16, 24), (3, 3, 33, 17)):
         out = s.run(None, {"image": np.zeros(shape, np.float32)})[0]
         assert out.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile's CPU kernels need a C++ compiler")
+def test_torch_compile_matches_eager(tmp_path, small_clip):
+    from streamsr.backends import create_backend
+
+    spec = get_model("espcn", 2)
+    batch = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
+    eager = create_backend("torch", spec, 2, device="cpu").infer(batch)
+    compiled = create_backend("torch", spec, 2, device="cpu", compile=True)
+    out = compiled.infer(batch)
+    assert compiled.compiled  # it really compiled (a failure would have fallen back to eager)
+    assert np.abs(out - eager).max() < 1e-4
+    r = CliRunner().invoke(main, ["run", str(small_clip), "-o", str(tmp_path / "o.mp4"), "--backend", "torch",
+                                  "--compile", "-q", "--stats-json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s.json").read_text())["frames_out"] == 12
+    r = CliRunner().invoke(main, ["run", str(small_clip), "-o", str(tmp_path / "p.mp4"), "--backend", "onnxruntime",
+                                  "--compile"])
+    assert r.exit_code == 1 and "--compile applies to the torch backend" in r.output
+
+
+def test_a_compile_failure_falls_back_to_eager(caplog):
+    from streamsr.backends import create_backend
+
+    spec = get_model("espcn", 2)
+    batch = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    backend = create_backend("torch", spec, 2, device="cpu", compile=True)
+
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    backend.forward = broken
+    out = backend.infer(batch)
+    assert not backend.compiled and "torch.compile failed (RuntimeError: no compiler here)" in caplog.text
+    assert np.abs(out - create_backend("torch", spec, 2, device="cpu").infer(batch)).max() == 0

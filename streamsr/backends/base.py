@@ -170,6 +170,8 @@ def create_backend(
         precision = "fp16" if device == "cuda" else "fp32"
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"unknown precision {precision!r}; use fp32 or fp16")
+    if options.get("compile") and chosen != "torch":
+        raise ConfigError(f"--compile applies to the torch backend, and this run uses {chosen}; add --backend torch")
     backend = _BACKENDS[chosen].make(spec, scale, device=device, precision=precision, weights=weights, **options)
     if tile:
         from .tiling import TiledBackend

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,8 @@ from ..models.registry import ModelSpec, build_model
 from .base import register_backend
 
 __all__ = ["TorchBackend", "TorchConfig"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,12 +25,17 @@ class TorchConfig:
         precision: "fp32" or "fp16" (fp16 only on CUDA).
         channels_last: use NHWC memory format on CUDA (faster convolutions with tensor cores).
         threads: CPU threads for intra-op parallelism (None = PyTorch's default).
+        compile: run the network through ``torch.compile`` (Inductor kernels; on CUDA in
+            "reduce-overhead" mode, which replays CUDA graphs). The first frame of each size
+            compiles (seconds to a minute); if compiling fails the backend says so once and runs
+            eagerly.
     """
 
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = True
     threads: int | None = None
+    compile: bool = False
 
 
 @register_backend("torch")
@@ -47,6 +55,11 @@ class TorchBackend:
         self.model = model.to(memory_format=self.memory_format)
         if config.device == "cuda":
             torch.backends.cudnn.benchmark = True
+        self.graphs = config.compile and self.device.type == "cuda"
+        self.forward = self.model
+        if config.compile:
+            self.forward = torch.compile(self.model, mode="reduce-overhead" if self.graphs else None, dynamic=False)
+        self.compiled = config.compile  # False once a compile failure fell back to eager
 
     @classmethod
     def create(cls, spec: ModelSpec, scale: int, *, device: str, precision: str, weights=None, **opts):
@@ -73,7 +86,19 @@ class TorchBackend:
         as float32 (the GPU path of :mod:`streamsr.colour` keeps frames there)."""
         x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         args = [x] + [extra[k].to(self.device, self.dtype, non_blocking=True) for k in self.spec.inputs[1:]]
-        return self.model(*args).float()
+        if not self.compiled:
+            return self.model(*args).float()
+        try:
+            if self.graphs:  # each call is a new step: earlier outputs may be overwritten after it
+                torch.compiler.cudagraph_mark_step_begin()
+            y = self.forward(*args)
+        except Exception as exc:  # noqa: BLE001 -- any compiler failure: say so once, run eagerly
+            log.warning("torch.compile failed (%s: %s); running the model eagerly", type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "")
+            self.compiled, self.forward = False, self.model
+            return self.model(*args).float()
+        # a CUDA graph's output lives in its pool until the next replay: hand out a copy
+        return y.float() if y.dtype != torch.float32 or not self.graphs else y.clone()
 
     def close(self) -> None:
         """Drop the model; free cached CUDA memory."""
