@@ -73,7 +73,11 @@ def _downsample_chroma(c: Tensor) -> Tensor:
     return 0.25 * padded[..., 0:-2:2] + 0.5 * padded[..., 1:-1:2] + 0.25 * padded[..., 2::2]
 
 
-def _per_frame(values: Sequence[float], like: Tensor) -> Tensor:
+def _per_frame(values: Sequence[float], like: Tensor) -> float | Tensor:
+    """One value per frame, broadcastable over N×1×H×W; a plain number when all frames agree (the
+    usual case: no tensor to build and copy to the device for every batch)."""
+    if all(v == values[0] for v in values):
+        return values[0]
     return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1, 1)
 
 
