@@ -6,6 +6,7 @@ the slowest stage's fps (1.0 means every other stage is hidden behind the slowes
 
 from __future__ import annotations
 
+import itertools
 import platform
 import tempfile
 import time
@@ -202,29 +203,24 @@ def run_matrix(
     with tempfile.TemporaryDirectory() as tmp:
         for width, height in sizes:
             clip = synth_clip(Path(tmp) / f"in_{width}x{height}.mp4", width, height, frames)
-            for model in models:
-                for name in names:
-                    for precision in precisions:
-                        if precision == "fp16" and device == "cpu":
-                            continue
-                        for batch in batches:
-                            config = RunConfig(model=model, scale=scale, backend=name, device=device,
-                                               precision=precision, batch_size=batch, audio=False,
-                                               compile=compile and name == "torch",
-                                               sink=SinkConfig(codec=codec, preset=preset))
-                            backend = config.load_backend()
-                            try:
-                                model_fps = model_only_fps(backend, model, scale, width, height, batch)
-                                upscale_video(clip, Path(tmp) / "warm.mp4", config, backend=backend,
-                                              stop_after=2 * batch)
-                                stats = upscale_video(clip, Path(tmp) / "out.mp4", config, backend=backend)
-                            finally:
-                                backend.close()
-                            slowest = min((s for s in stats.stages if s.fps), key=lambda s: s.fps)
-                            rows.append(MatrixRow(model, scale, (width, height), name, precision, batch,
-                                                  stats.extra["colour_on"], model_fps, stats.fps, slowest.name))
-                            report(f"{model} {width}x{height} {name} {precision} b{batch}: model {model_fps:.1f} fps, "
-                                   f"end to end {stats.fps:.1f} fps (bound: {slowest.name})")
+            for model, name, precision, batch in itertools.product(models, names, precisions, batches):
+                if precision == "fp16" and device == "cpu":
+                    continue
+                config = RunConfig(model=model, scale=scale, backend=name, device=device, precision=precision,
+                                   batch_size=batch, audio=False, compile=compile and name == "torch",
+                                   sink=SinkConfig(codec=codec, preset=preset))
+                backend = config.load_backend()
+                try:
+                    model_fps = model_only_fps(backend, model, scale, width, height, batch)
+                    upscale_video(clip, Path(tmp) / "warm.mp4", config, backend=backend, stop_after=2 * batch)
+                    stats = upscale_video(clip, Path(tmp) / "out.mp4", config, backend=backend)
+                finally:
+                    backend.close()
+                slowest = min((s for s in stats.stages if s.fps), key=lambda s: s.fps)
+                rows.append(MatrixRow(model, scale, (width, height), name, precision, batch,
+                                      stats.extra["colour_on"], model_fps, stats.fps, slowest.name))
+                report(f"{model} {width}x{height} {name} {precision} b{batch}: model {model_fps:.1f} fps, "
+                       f"end to end {stats.fps:.1f} fps (bound: {slowest.name})")
     return rows
 
 

@@ -195,8 +195,9 @@ class DeviceInferStage(InferStage):
                      for k, v in self.stretch_maps(sigmas, n).items()}
         out = self.backend.infer_tensor(rgb, extra)
         host = rgb_to_yuv420(out, self.out_colour).cpu().numpy()
-        return [dataclasses.replace(f.with_image(o), noise=s if self.noise is None else f.noise)
-                for f, o, s in zip(frames, host, sigmas, strict=True)]
+        if self.tracker is None or self.noise is not None:  # nothing estimated: frames keep their own
+            return [f.with_image(o) for f, o in zip(frames, host, strict=True)]
+        return [dataclasses.replace(f.with_image(o), noise=s) for f, o, s in zip(frames, host, sigmas, strict=True)]
 
 
 class ToFrameStage(Stage):
