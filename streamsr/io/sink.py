@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ConfigError, EncodeError, OutputError
 from ..frames import RANGE_FULL, Frame, PassThrough, VideoInfo
 from ..urls import is_url, mask_credentials, url_scheme
+from .protocols import check_protocol
 from .source import SWS_FLAGS, sws_colorspace
 
 __all__ = ["Sink", "SinkConfig", "check_encoder", "container_format"]
@@ -48,6 +49,7 @@ def container_format(path: str) -> str:
     if path == "-":
         return "mpegts"
     scheme = url_scheme(path)
+    check_protocol(path, output=True)
     if scheme in _STREAM_FORMATS:
         return _STREAM_FORMATS[scheme]
     ext = Path(path.split("?")[0]).suffix.lower()

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import DecodeError, InputNotFoundError, MediaError
 from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
 from ..urls import mask_credentials
+from .protocols import check_protocol
 
 __all__ = ["SWS_FLAGS", "Source", "sws_colorspace", "to_rgb"]
 
@@ -179,6 +180,7 @@ class Source:
                 import sys
 
                 return sys.stdin.buffer
+            check_protocol(text, output=False)
             if "://" not in text:
                 path = Path(text)
                 if not path.exists():

@@ -1,0 +1,209 @@
+"""Stream protocols other than RTSP: UDP (MPEG-TS) both ways with real sockets, RTMP both ways
+through a real RTMP server (nginx with Debian's RTMP module, started by the test), and a clear
+refusal of protocols the FFmpeg inside PyAV lacks (SRT in PyAV's wheels)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import free_port
+from media import make_video, read_video
+
+from streamsr import RunConfig
+from streamsr.cli import main
+from streamsr.errors import ConfigError
+from streamsr.io.live import LiveConfig
+from streamsr.io.protocols import check_protocol, ffmpeg_protocols
+from streamsr.pipeline.job import upscale_video
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+QUICK = LiveConfig(read_timeout=3.0, open_timeout=5.0, backoff_initial=0.2, backoff_max=0.5, reconnect_max_wait=15.0)
+
+
+def test_ffmpeg_protocols_are_read_from_the_library():
+    for output in (False, True):
+        known = ffmpeg_protocols(output)
+        assert known is not None and {"file", "udp", "tcp", "rtmp", "http"} <= known
+
+
+def test_unknown_protocol_is_refused_up_front(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read nosuch://"):
+        check_protocol("nosuch://host/x", output=False)
+    check_protocol("rtsp://host/cam", output=False)  # RTSP is a format in FFmpeg, not a protocol
+    check_protocol(str(tmp_path / "a.mp4"), output=True)
+
+
+@pytest.mark.skipif("srt" in (ffmpeg_protocols(False) or ()), reason="this FFmpeg has SRT")
+def test_srt_without_libsrt_fails_at_once_instead_of_reconnecting(tmp_path, small_clip):
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["run", "srt://127.0.0.1:9/cam", "-o", str(tmp_path / "o.mp4")])
+    assert r.exit_code == 1 and "cannot read srt:// URLs" in r.output and "libsrt" in r.output
+    r = CliRunner().invoke(main, ["run", str(small_clip), "-o", "srt://127.0.0.1:9"])
+    assert r.exit_code == 1 and "cannot write srt:// URLs" in r.output
+    assert time.monotonic() - t0 < 30  # no reconnection loop (a generous bound, not a timing test)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+class Publisher(threading.Thread):
+    """Encodes a moving synthetic picture (H.264, 25 fps, a keyframe a second) to ``url`` in real
+    time until stopped: a camera or encoder pushing a stream."""
+
+    def __init__(self, url: str, fmt: str, size=(160, 96), seconds: float = 20.0):
+        super().__init__(daemon=True)
+        self.url, self.fmt, self.size, self.seconds = url, fmt, size, seconds
+        self.stop = threading.Event()
+        self.error: Exception | None = None
+        self.sent = 0
+
+    def run(self):
+        w, h = self.size
+        try:
+            with av.open(self.url, "w", format=self.fmt) as out:
+                s = out.add_stream("libx264", rate=25)
+                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+                s.options = {"tune": "zerolatency", "preset": "ultrafast", "g": "25"}
+                grad = np.linspace(0, 200, w, dtype=np.float32)[None, :, None]
+                start = time.monotonic()
+                while not self.stop.is_set() and self.sent < self.seconds * 25:
+                    img = np.broadcast_to((grad + self.sent * 3) % 255, (h, w, 3)).astype(np.uint8)
+                    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                    frame.pts = self.sent
+                    out.mux(s.encode(frame))
+                    self.sent += 1
+                    time.sleep(max(0.0, start + self.sent / 25 - time.monotonic()))
+                out.mux(s.encode())
+        except Exception as exc:  # noqa: BLE001 -- reported by the test that owns the thread
+            self.error = exc
+
+
+class Reader(threading.Thread):
+    """Decodes frames from ``url`` until it ends or ``limit`` frames arrived."""
+
+    def __init__(self, url: str, limit: int = 10_000, **open_kwargs):
+        super().__init__(daemon=True)
+        self.url, self.limit, self.open_kwargs = url, limit, open_kwargs
+        self.sizes: list[tuple[int, int]] = []
+        self.error: Exception | None = None
+
+    def run(self):
+        try:
+            with av.open(self.url, **self.open_kwargs) as c:
+                for f in c.decode(video=0):
+                    self.sizes.append((f.width, f.height))
+                    if len(self.sizes) >= self.limit:
+                        break
+        except Exception as exc:  # noqa: BLE001 -- an end of stream shows as an I/O error on some protocols
+            self.error = exc
+
+
+def _check_recording(path: Path, frames: int, size: tuple[int, int]):
+    pts, imgs, tb = read_video(path)
+    assert len(imgs) == frames and imgs[0].shape[:2] == (size[1], size[0])
+    times = [float(p * tb) for p in pts]
+    assert all(b > a for a, b in pairwise(times))
+
+
+# -- UDP: MPEG-TS datagrams over loopback, as hardware encoders and many cameras send them
+
+
+def test_reads_mpegts_over_udp(tmp_path):
+    port = free_port()
+    pub = Publisher(f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts")
+    pub.start()
+    try:
+        out = tmp_path / "udp.mkv"
+        stats = upscale_video(f"udp://127.0.0.1:{port}?overrun_nonfatal=1&fifo_size=100000", out,
+                              RunConfig(scale=2, live=QUICK), stop_after=30)
+    finally:
+        pub.stop.set()
+        pub.join(10)
+    assert pub.error is None
+    assert stats.realtime and stats.frames_in == 30 and stats.frames_out > 10
+    _check_recording(out, stats.frames_out, (320, 192))
+
+
+def test_pushes_mpegts_over_udp(tmp_path):
+    port = free_port()
+    reader = Reader(f"udp://127.0.0.1:{port}?overrun_nonfatal=1&fifo_size=100000", limit=40,
+                    timeout=(10.0, 5.0))
+    reader.start()
+    time.sleep(0.5)  # UDP: the receiver listens first
+    src = make_video(tmp_path / "in.mp4", frames=50, size=(64, 48))
+    stats = upscale_video(src, f"udp://127.0.0.1:{port}?pkt_size=1316", RunConfig(scale=2, realtime=True))
+    reader.join(15)
+    assert stats.frames_out > 0 and reader.sizes, reader.error
+    assert len(reader.sizes) > 10 and set(reader.sizes) == {(128, 96)}
+
+
+# -- RTMP through a real server (nginx + Debian's libnginx-mod-rtmp)
+
+
+@pytest.fixture
+def rtmp_server(tmp_path):
+    if not (Path(NGINX).exists() and RTMP_MODULE.exists()):
+        pytest.skip("nginx with the RTMP module not installed (nginx, libnginx-mod-rtmp)")
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    (tmp_path / "logs").mkdir()
+    conf.write_text(f"""
+load_module {RTMP_MODULE};
+daemon off;
+master_process off;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/logs/error.log warn;
+events {{ worker_connections 64; }}
+rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record off; }} }} }}
+""")
+    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "logs" / "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import socket
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"nginx did not start: {proc.stderr.read()}")
+            time.sleep(0.1)
+    yield f"rtmp://127.0.0.1:{port}/live"
+    proc.kill()
+    proc.wait(10)
+
+
+def test_reads_from_an_rtmp_server(rtmp_server, tmp_path):
+    pub = Publisher(f"{rtmp_server}/cam", "flv")
+    pub.start()
+    try:
+        time.sleep(1.0)  # published before anyone plays it
+        out = tmp_path / "rtmp.mkv"
+        stats = upscale_video(f"{rtmp_server}/cam", out, RunConfig(scale=2, live=QUICK), stop_after=30)
+    finally:
+        pub.stop.set()
+        pub.join(10)
+    assert pub.error is None
+    assert stats.realtime and stats.frames_in == 30 and stats.frames_out > 10
+    _check_recording(out, stats.frames_out, (320, 192))
+
+
+def test_pushes_to_an_rtmp_server(rtmp_server, tmp_path):
+    reader = Reader(f"{rtmp_server}/out", limit=40, timeout=(10.0, 5.0))
+    reader.start()  # nginx lets a player wait for a stream not yet published
+    time.sleep(0.5)
+    src = make_video(tmp_path / "in.mp4", frames=50, size=(64, 48))
+    stats = upscale_video(src, f"{rtmp_server}/out", RunConfig(scale=2, realtime=True))
+    reader.join(15)
+    assert stats.frames_out + stats.dropped == 50 and stats.frames_out > 10  # realtime: may drop
+    assert len(reader.sizes) > 10 and set(reader.sizes) == {(128, 96)}, reader.error
