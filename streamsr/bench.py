@@ -27,7 +27,7 @@ from .io.source import Source
 from .models.registry import get_model
 from .pipeline.job import build_stages, run_sequential, upscale_video
 
-__all__ = ["MatrixRow", "format_matrix", "model_only_fps", "run_bench", "run_matrix", "synth_clip"]
+__all__ = ["MatrixRow", "format_matrix", "frame_gflop", "model_only_fps", "run_bench", "run_matrix", "synth_clip"]
 
 
 def synth_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) -> Path:
@@ -140,6 +140,24 @@ class MatrixRow:
     model_fps: float
     e2e_fps: float
     bound: str
+    gflop: float = 0.0  # network cost of one frame (see frame_gflop)
+
+
+def frame_gflop(model: str, scale: int, width: int, height: int) -> float:
+    """Floating-point operations of the network for one width×height input frame, in GFLOP
+    (a multiply-add counts 2), counted by PyTorch's FlopCounterMode on shape-only tensors: the
+    same number on every machine, so model-only fps × this is the arithmetic rate reached."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models import build_model
+
+    spec = get_model(model, scale)
+    net = build_model(model, scale, pretrained=False).eval().to("meta")
+    inputs = [torch.empty(1, c, height, width, device="meta") for c in spec.input_channels]
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(*inputs)
+    return counter.get_total_flops() / 1e9
 
 
 def model_only_fps(backend, model: str, scale: int, width: int, height: int, batch: int,
@@ -218,7 +236,8 @@ def run_matrix(
                     backend.close()
                 slowest = min((s for s in stats.stages if s.fps), key=lambda s: s.fps)
                 rows.append(MatrixRow(model, scale, (width, height), name, precision, batch,
-                                      stats.extra["colour_on"], model_fps, stats.fps, slowest.name))
+                                      stats.extra["colour_on"], model_fps, stats.fps, slowest.name,
+                                      frame_gflop(model, scale, width, height)))
                 report(f"{model} {width}x{height} {name} {precision} b{batch}: model {model_fps:.1f} fps, "
                        f"end to end {stats.fps:.1f} fps (bound: {slowest.name})")
     return rows
@@ -241,10 +260,11 @@ def format_matrix(rows: Sequence[MatrixRow], device: str, codec: str, preset: st
     head = (f"\n### Model matrix on {machine}\n\n{', '.join(versions)}; encode {codec} {preset}"
             f"{'; torch backend compiled (torch.compile)' if compile else ''}. Model-only: the "
             "network alone (on device tensors where the backend keeps them, host arrays for ONNX Runtime); "
-            "end-to-end: decode, colour, inference, encode of a synthetic clip; bound: the stage with the lowest fps.\n\n"
+            "end-to-end: decode, colour, inference, encode of a synthetic clip; bound: the stage with the lowest fps; "
+            "GFLOP: the network's cost per frame; TFLOP/s: the rate the model-only fps reaches.\n\n"
             "| model | input -> output | backend | precision | batch | colour | model-only fps | end-to-end fps "
-            "| bound |\n|---|---|---|---|---|---|---|---|---|\n")
+            "| bound | GFLOP/frame | TFLOP/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {r.model} x{r.scale} | {r.size[0]}x{r.size[1]} -> {r.size[0] * r.scale}x{r.size[1] * r.scale} | "
              f"{r.backend} | {r.precision} | {r.batch} | {r.colour_on} | {r.model_fps:.1f} | {r.e2e_fps:.1f} | "
-             f"{r.bound} |" for r in rows]
+             f"{r.bound} | {r.gflop:.1f} | {r.gflop * r.model_fps / 1000:.2f} |" for r in rows]
     return head + "\n".join(lines) + "\n"

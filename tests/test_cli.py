@@ -201,5 +201,20 @@ def test_bench_matrix_on_a_tiny_grid(tmp_path):
         assert cells[1] == "64x48 -> 128x96" and cells[3] == "fp32" and cells[5] == "cpu"
         assert float(cells[6]) > 0 and float(cells[7]) > 0 and cells[8] in ("decode", "preprocess", "infer",
                                                                             "postprocess", "encode")
+        assert float(cells[9]) > 0 and float(cells[10]) >= 0
     r = CliRunner().invoke(main, ["bench", "--matrix", "--batches", "one"])
     assert r.exit_code == 2 and "--batches" in r.output
+
+
+def test_frame_gflop_counts_the_network():
+    from streamsr.bench import frame_gflop
+    from streamsr.models import build_model
+
+    # ESPCN is three convolutions at LR size: 2 FLOP per weight per LR pixel (biases not counted)
+    net = build_model("espcn", 2)
+    weights = sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight"))
+    assert abs(frame_gflop("espcn", 2, 960, 540) - 2 * weights * 960 * 540 / 1e9) < 1e-6
+    assert frame_gflop("espcn", 2, 1280, 720) / frame_gflop("espcn", 2, 640, 360) == 4.0
+    udvd = frame_gflop("udvd", 2, 960, 540)  # body at LR size plus HR refinement: the heavy one
+    assert udvd > frame_gflop("srresnet", 2, 960, 540) > frame_gflop("espcn", 2, 960, 540)
+
