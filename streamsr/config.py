@@ -32,7 +32,7 @@ class RunConfig:
         batch_size: frames per inference call.
         queue_size: bound of each queue between stages.
         decode_threads: decoder threads (0 = FFmpeg chooses).
-        audio: copy audio streams (file inputs; live inputs are read video-only).
+        audio: copy audio streams (live inputs: retimed with the video; see streamsr.io.live).
         realtime: live mode: drop-oldest queues and a latency bound. None = on for live inputs
             (rtsp, rtmp, srt, udp, HLS playlists, V4L2 devices), off for files.
         max_latency: live mode: the most a frame may wait between decode and inference, in

@@ -96,7 +96,7 @@ class RtspServer:
 
         args = ["/usr/bin/python3", str(Path(__file__).parent / "rtsp_server.py"), "--port", str(self.port)]
         for key, value in self.options.items():
-            args += [f"--{key.replace('_', '-')}", str(value)]
+            args += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
         import tempfile
 
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- read when the server crashed

@@ -126,3 +126,16 @@ def save_png(img: np.ndarray, path: str | Path) -> Path:
         for p in s.encode(None):
             out.mux(p)
     return Path(path)
+
+
+def audio_summary(path):
+    """(seconds of decoded audio, packet start times, the loudest frequency in Hz)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        starts = [float(p.pts * p.time_base) for p in c.demux(stream) if p.pts is not None]
+    with av.open(str(path)) as c:
+        rate = c.streams.audio[0].sample_rate
+        pcm = np.concatenate([f.to_ndarray().reshape(-1).astype(np.float64) for f in c.decode(audio=0)])
+    spectrum = np.abs(np.fft.rfft(pcm[:rate]))
+    return len(pcm) / rate, starts, float(np.argmax(spectrum) * rate / min(len(pcm), rate))
+

@@ -1,8 +1,9 @@
 """A real RTSP server for the tests: GStreamer's gst-rtsp-server, run with Debian's /usr/bin/python3.
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--user U --password P] [--record-dir DIR]
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--user U --password P] [--record-dir DIR] [--audio]
 
-Serves a live synthetic H.264 stream (videotestsrc → x264enc) at rtsp://127.0.0.1:PORT/cam.
+Serves a live synthetic H.264 stream (videotestsrc → x264enc) at rtsp://127.0.0.1:PORT/cam; with
+--audio also a 440 Hz tone as G.711 A-law at 8 kHz, as IP cameras send their microphone.
 With --record-dir it also accepts clients that push (RTSP RECORD) to /push and writes what they
 send, as MPEG-TS, to DIR/push.ts. Prints READY once listening; runs until killed.
 """
@@ -25,6 +26,7 @@ def main() -> None:
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--record-dir")
+    ap.add_argument("--audio", action="store_true")
     args = ap.parse_args()
     Gst.init(None)
     w, h = args.size.split("x")
@@ -34,10 +36,12 @@ def main() -> None:
     mounts = server.get_mount_points()
 
     cam = GstRtspServer.RTSPMediaFactory()
+    audio = (" audiotestsrc is-live=true wave=sine freq=440 volume=0.3 ! audio/x-raw,rate=8000,channels=1 "
+             "! alawenc ! rtppcmapay name=pay1 pt=8" if args.audio else "")
     cam.set_launch(
         f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={w},height={h},framerate={args.fps}/1 "
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.fps} "
-        f"! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        f"! rtph264pay name=pay0 pt=96 config-interval=1{audio} )"
     )
     # not shared: gst-rtsp-server 1.22 aborts (rtsp-media.c gst_rtsp_media_get_rates assertion)
     # when two clients set up one shared media at the same moment; a pipeline per client avoids it

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from media import make_video, read_video
+from media import audio_summary, make_video, read_video
 
 from streamsr import RunConfig
 from streamsr.backends import create_backend
@@ -230,3 +230,36 @@ def test_stream_lost_for_good_keeps_the_recording(rtsp_server, tmp_path):
     assert "--reconnect-max-wait" in str(error) and error.stats.frames_out >= 20
     assert not (tmp_path / "cam.mp4.partial").exists()
     assert len(read_video(out)[1]) == error.stats.frames_out  # finalized and playable
+
+
+def test_camera_audio_is_recorded_and_survives_a_reconnect(rtsp_server, tmp_path):
+    """A camera's G.711 microphone track is carried into the recording on the video's clock,
+    through an outage: sound stays in step with the picture and shows the same gap."""
+    server = rtsp_server(audio=True)
+    out = tmp_path / "cam.mkv"
+    result, handle = {}, RunHandle("cam")
+
+    def run():
+        result["stats"] = upscale_video(server.url(), out, RunConfig(scale=2, live=FAST_RECONNECT),
+                                        stop_after=100, handle=handle)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    while handle.frames_out < 25 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop()
+    time.sleep(1.5)
+    server.start()
+    t.join(timeout=90)
+    assert not t.is_alive()
+    stats = result["stats"]
+    assert stats.reconnects >= 1 and stats.frames_in == 100
+    video_times, _ = _times(out)
+    seconds, starts, peak = audio_summary(out)
+    assert all(b > a for a, b in pairwise(starts))  # monotonic across the reconnect
+    assert abs(peak - 440) < 5  # the camera's tone
+    assert max(np.diff(starts)) > 1.0  # the outage is a gap in the sound too
+    # sound covers the picture: both start and end together (within a few packets)
+    assert abs(starts[0] - video_times[0]) < 0.5 and abs(starts[-1] - video_times[-1]) < 0.5
+    assert seconds > 0.7 * (video_times[-1] - video_times[0] - max(np.diff(starts)))

@@ -1,6 +1,7 @@
 """Stream protocols other than RTSP: UDP (MPEG-TS) both ways with real sockets, RTMP both ways
-through a real RTMP server (nginx with Debian's RTMP module, started by the test), and a clear
-refusal of protocols the FFmpeg inside PyAV lacks (SRT in PyAV's wheels)."""
+through a real RTMP server (nginx with Debian's RTMP module, started by the test), live audio
+carried in step with the video, and a clear refusal of protocols the FFmpeg inside PyAV lacks
+(SRT in PyAV's wheels)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import free_port
-from media import make_video, read_video
+from media import audio_summary, make_video, read_video
 
 from streamsr import RunConfig
 from streamsr.cli import main
@@ -58,9 +59,9 @@ class Publisher(threading.Thread):
     """Encodes a moving synthetic picture (H.264, 25 fps, a keyframe a second) to ``url`` in real
     time until stopped: a camera or encoder pushing a stream."""
 
-    def __init__(self, url: str, fmt: str, size=(160, 96), seconds: float = 20.0):
+    def __init__(self, url: str, fmt: str, size=(160, 96), seconds: float = 20.0, audio: bool = False):
         super().__init__(daemon=True)
-        self.url, self.fmt, self.size, self.seconds = url, fmt, size, seconds
+        self.url, self.fmt, self.size, self.seconds, self.audio = url, fmt, size, seconds, audio
         self.stop = threading.Event()
         self.error: Exception | None = None
         self.sent = 0
@@ -72,6 +73,7 @@ class Publisher(threading.Thread):
                 s = out.add_stream("libx264", rate=25)
                 s.width, s.height, s.pix_fmt = w, h, "yuv420p"
                 s.options = {"tune": "zerolatency", "preset": "ultrafast", "g": "25"}
+                a = out.add_stream("aac", rate=48000, layout="mono") if self.audio else None
                 grad = np.linspace(0, 200, w, dtype=np.float32)[None, :, None]
                 start = time.monotonic()
                 while not self.stop.is_set() and self.sent < self.seconds * 25:
@@ -79,9 +81,17 @@ class Publisher(threading.Thread):
                     frame = av.VideoFrame.from_ndarray(img, format="rgb24")
                     frame.pts = self.sent
                     out.mux(s.encode(frame))
+                    if a is not None:  # 40 ms of a 440 Hz tone per picture
+                        n = np.arange(self.sent * 1920, (self.sent + 1) * 1920)
+                        tone = (0.3 * np.sin(2 * np.pi * 440 * n / 48000)).astype(np.float32)[None, :]
+                        af = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                        af.sample_rate, af.pts = 48000, int(n[0])
+                        out.mux(a.encode(af))
                     self.sent += 1
                     time.sleep(max(0.0, start + self.sent / 25 - time.monotonic()))
                 out.mux(s.encode())
+                if a is not None:
+                    out.mux(a.encode())
         except Exception as exc:  # noqa: BLE001 -- reported by the test that owns the thread
             self.error = exc
 
@@ -107,10 +117,15 @@ class Reader(threading.Thread):
 
 
 def _check_recording(path: Path, frames: int, size: tuple[int, int]):
+    """Frames, size and monotonic times of the video; the publisher's tone in step with it."""
     pts, imgs, tb = read_video(path)
     assert len(imgs) == frames and imgs[0].shape[:2] == (size[1], size[0])
     times = [float(p * tb) for p in pts]
     assert all(b > a for a, b in pairwise(times))
+    seconds, starts, peak = audio_summary(path)
+    assert abs(peak - 440) < 5 and all(b > a for a, b in pairwise(starts))
+    assert abs(starts[0] - times[0]) < 0.5 and abs(starts[-1] - times[-1]) < 0.5
+    assert seconds > 0.8 * (times[-1] - times[0])
 
 
 # -- UDP: MPEG-TS datagrams over loopback, as hardware encoders and many cameras send them
@@ -118,7 +133,7 @@ def _check_recording(path: Path, frames: int, size: tuple[int, int]):
 
 def test_reads_mpegts_over_udp(tmp_path):
     port = free_port()
-    pub = Publisher(f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts")
+    pub = Publisher(f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts", audio=True)
     pub.start()
     try:
         out = tmp_path / "udp.mkv"
@@ -184,7 +199,7 @@ rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record o
 
 
 def test_reads_from_an_rtmp_server(rtmp_server, tmp_path):
-    pub = Publisher(f"{rtmp_server}/cam", "flv")
+    pub = Publisher(f"{rtmp_server}/cam", "flv", audio=True)
     pub.start()
     try:
         time.sleep(1.0)  # published before anyone plays it

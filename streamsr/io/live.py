@@ -5,6 +5,11 @@ Output timestamps are in 1/90000 s from the first frame of the run. Within one c
 follow the stream's own pts (the camera's capture clock) anchored to the local clock at the
 connection's first frame; after a reconnect the new anchor is the local clock, so a 10-second
 outage shows as a 10-second gap in the recording, never as a jump back.
+
+Audio (a camera's microphone) is passed through as packets retimed onto the same clock with the
+same anchor as the video of their connection, so picture and sound stay in step across
+reconnects; packets that arrive before a connection's first video frame (no anchor yet) are
+skipped. The output's audio streams are those of the first connection.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from fractions import Fraction
 from typing import Self
 
 from ..errors import ConfigError, MediaError
-from ..frames import Frame, VideoInfo
+from ..frames import Frame, PassThrough, VideoInfo
 from ..urls import mask_credentials, url_scheme
 from .source import Source
 
@@ -64,6 +69,7 @@ class LiveSource:
         stop: event that ends waiting and reading (set by the runner's stop).
         decode_threads: decoder threads.
         hwaccel: decode on this device type (see :class:`~streamsr.io.source.Source`).
+        audio: pass audio packets through (retimed; see the module notes).
 
     Attributes:
         info: :class:`VideoInfo` of the first connection (time base 1/90000).
@@ -74,12 +80,16 @@ class LiveSource:
     """
 
     def __init__(self, url: str, config: LiveConfig = LiveConfig(), *, stop: threading.Event | None = None,
-                 decode_threads: int = 0, hwaccel: str | None = None):
+                 decode_threads: int = 0, hwaccel: str | None = None, audio: bool = False):
         self.url = url
         self.config = config
         self.stop_event = stop or threading.Event()
         self.decode_threads = decode_threads
         self.hwaccel = hwaccel
+        self.audio = audio
+        self.audio_packets = 0
+        self._audio_last: dict[int, int] = {}
+        self._audio_ids: set[int] = set()
         self.notices: list[str] = []
         self.reconnects = 0
         self.last_error: str | None = None
@@ -121,7 +131,7 @@ class LiveSource:
         return options
 
     def _open(self) -> Source:
-        src = Source(self.url, decode_threads=self.decode_threads, options=self._options(), audio=False,
+        src = Source(self.url, decode_threads=self.decode_threads, options=self._options(), audio=self.audio,
                      timeout=(self.config.open_timeout, self.config.read_timeout),
                      format="v4l2" if self.url.startswith("/dev/video") else None, hwaccel=self.hwaccel)
         src.__enter__()
@@ -159,6 +169,8 @@ class LiveSource:
         i = self._session.info
         self.info = VideoInfo(width=i.width, height=i.height, time_base=LIVE_TIME_BASE, frame_rate=i.frame_rate,
                               frame_count=None, codec=i.codec, pix_fmt=i.pix_fmt, colour=i.colour, duration=None)
+        self.audio_streams = list(self._session.audio_streams)  # for the Sink's set-up only
+        self._audio_ids = {st.index for st in self.audio_streams}  # kept: streams die with their connection
         return self
 
     def _retire(self) -> None:
@@ -175,7 +187,7 @@ class LiveSource:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[Frame | PassThrough]:
         while not self.stop_event.is_set():
             session = self._session
             anchor: tuple[float, float] | None = None  # (stream seconds, local seconds)
@@ -183,6 +195,9 @@ class LiveSource:
             try:
                 for item in session:
                     if not isinstance(item, Frame):
+                        packet = self._retime_audio(item, anchor)
+                        if packet is not None:
+                            yield packet
                         continue
                     frame, anchor = self._retime(item, anchor)
                     yield frame
@@ -206,6 +221,26 @@ class LiveSource:
             if self._session is None:
                 return
             self.reconnects += 1
+
+    def _retime_audio(self, item: PassThrough, anchor) -> PassThrough | None:
+        """Put an audio packet on the run's clock (its connection's anchor); None = skip it."""
+        packet = item.payload
+        if anchor is None or self._t0 is None or packet.pts is None or not packet.time_base:
+            return None
+        if item.stream_index not in self._audio_ids:
+            return None  # a stream the first connection did not have: the output has no place for it
+        tb = packet.time_base
+        t = anchor[1] + (float(packet.pts * tb) - anchor[0])
+        pts = round((t - self._t0) / tb)
+        if pts < 0:
+            return None
+        last = self._audio_last.get(item.stream_index)
+        if last is not None and pts <= last:
+            pts = last + 1
+        self._audio_last[item.stream_index] = pts
+        packet.pts = packet.dts = pts
+        self.audio_packets += 1
+        return item
 
     def _retime(self, item: Frame, anchor):
         now = item.arrival

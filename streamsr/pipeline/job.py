@@ -248,7 +248,7 @@ def upscale_video(
     handle = handle or RunHandle(text or "<stream>")
     if live_input:
         source = LiveSource(text, config.live, stop=stop, decode_threads=config.decode_threads,
-                            hwaccel=config.hwaccel())
+                            hwaccel=config.hwaccel(), audio=config.audio)
     else:
         source = Source(src, decode_threads=config.decode_threads, audio=config.audio and not realtime,
                         hwaccel=config.hwaccel())
