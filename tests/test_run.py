@@ -41,6 +41,21 @@ def test_audio_copied_byte_for_byte(small_clip, tmp_path):
     assert audio_packets(out) == original
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_adts_aac_from_mpegts_is_copied_not_reencoded(tmp_path, ext):
+    """AAC in MPEG-TS carries ADTS headers instead of extradata: mp4/mkv take it once FFmpeg strips
+    the 7-byte header, which must not be mistaken for a codec the container refuses."""
+    src = make_video(tmp_path / "in.ts", frames=25, audio="aac")
+    with av.open(str(src)) as c:
+        assert c.streams.audio[0].codec_context.extradata is None  # ADTS, as cameras and HLS send it
+    out = tmp_path / f"out{ext}"
+    stats = upscale_video(src, out, RunConfig(scale=2))
+    assert not any("re-encoded" in n for n in stats.notices)
+    original = audio_packets(src)
+    assert len(original) > 5 and all(p[:2] == b"\xff\xf1" for p in original)
+    assert audio_packets(out) == [p[7:] for p in original]
+
+
 def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
     src = make_video(tmp_path / "pcm.mkv", frames=10, audio="pcm_s16le")
     out = tmp_path / "out.mp4"

@@ -86,6 +86,26 @@ def usable_encoder(name: str, width: int, height: int, pix_fmt: str, rate: Fract
         return fallback, f"{name} cannot be used here ({exc}); encoded with {fallback} instead"
 
 
+_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def _probe_payload(stream) -> bytes:
+    """A packet for the dry-run copy of ``stream``. AAC from MPEG-TS/ADTS sources carries its
+    configuration in a 7-byte ADTS header on every packet instead of extradata; muxers that need
+    extradata (mp4, mkv) then convert it themselves (FFmpeg's automatic aac_adtstoasc), but only
+    for a packet that looks like ADTS -- so the probe sends one, built from the stream's
+    parameters, rather than one that would fail where the real packets succeed."""
+    cc = stream.codec_context
+    if cc.name != "aac" or cc.extradata or cc.sample_rate not in _ADTS_RATES:
+        return bytes(256)
+    payload = bytes(32)
+    length = 7 + len(payload)
+    rate, channels = _ADTS_RATES.index(cc.sample_rate), min(cc.channels or 2, 7)
+    header = bytes([0xFF, 0xF1, (1 << 6) | (rate << 2) | (channels >> 2),  # AAC LC
+                    ((channels & 3) << 6) | (length >> 11), (length >> 3) & 0xFF, ((length & 7) << 5) | 0x1F, 0xFC])
+    return header + payload
+
+
 def check_encoder(name: str) -> av.codec.Codec:
     """Return FFmpeg's encoder ``name`` or raise a ConfigError naming the usual ones."""
     try:
@@ -299,7 +319,7 @@ class Sink:
         try:
             out = probe.add_stream_from_template(stream)
             probe.start_encoding()
-            packet = av.Packet(bytes(256))
+            packet = av.Packet(_probe_payload(stream))
             packet.pts = packet.dts = 0
             packet.time_base = stream.time_base
             packet.stream = out
