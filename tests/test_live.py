@@ -255,11 +255,13 @@ def test_camera_audio_is_recorded_and_survives_a_reconnect(rtsp_server, tmp_path
     assert not t.is_alive()
     stats = result["stats"]
     assert stats.reconnects >= 1 and stats.frames_in == 100
+    assert stats.extra["audio"] == [{"codec": "aac", "copied": False}]  # G.711 does not go into .mkv as is
     video_times, _ = _times(out)
     seconds, starts, peak = audio_summary(out)
     assert all(b > a for a, b in pairwise(starts))  # monotonic across the reconnect
     assert abs(peak - 440) < 5  # the camera's tone
     assert max(np.diff(starts)) > 1.0  # the outage is a gap in the sound too
-    # sound covers the picture: both start and end together (within a few packets)
-    assert abs(starts[0] - video_times[0]) < 0.5 and abs(starts[-1] - video_times[-1]) < 0.5
+    # sound covers the picture: both start and end together (within a second: real-time mode may
+    # drop the first or last pictures, never the sound)
+    assert abs(starts[0] - video_times[0]) < 1.0 and abs(starts[-1] - video_times[-1]) < 1.0
     assert seconds > 0.7 * (video_times[-1] - video_times[0] - max(np.diff(starts)))

@@ -124,7 +124,8 @@ def _check_recording(path: Path, frames: int, size: tuple[int, int]):
     assert all(b > a for a, b in pairwise(times))
     seconds, starts, peak = audio_summary(path)
     assert abs(peak - 440) < 5 and all(b > a for a, b in pairwise(starts))
-    assert abs(starts[0] - times[0]) < 0.5 and abs(starts[-1] - times[-1]) < 0.5
+    # within a second: real-time mode may drop the first or last pictures, never the sound
+    assert abs(starts[0] - times[0]) < 1.0 and abs(starts[-1] - times[-1]) < 1.0
     assert seconds > 0.8 * (times[-1] - times[0])
 
 

@@ -51,6 +51,7 @@ def test_adts_aac_from_mpegts_is_copied_not_reencoded(tmp_path, ext):
     out = tmp_path / f"out{ext}"
     stats = upscale_video(src, out, RunConfig(scale=2))
     assert not any("re-encoded" in n for n in stats.notices)
+    assert stats.extra["audio"] == [{"codec": "aac", "copied": True}]
     original = audio_packets(src)
     assert len(original) > 5 and all(p[:2] == b"\xff\xf1" for p in original)
     assert audio_packets(out) == [p[7:] for p in original]

@@ -145,3 +145,22 @@ def test_runtime_reports_a_failed_execution(trt, no_gpu_needed, tmp_path):
     trt.returns["IExecutionContext.execute_async_v3"] = False
     with pytest.raises(RuntimeError, match="TensorRT execution failed"):
         backend._execute({spec.inputs[0]: torch.zeros(1, 3, 16, 16)})
+
+
+def test_runtime_refuses_frames_outside_the_profile_and_foreign_engines(trt, no_gpu_needed, tmp_path):
+    from streamsr.errors import ConfigError
+
+    spec = get_model("espcn", 2)
+    backend = TensorRTBackend(spec, 2, TensorRTConfig(precision="fp16", engine_dir=str(tmp_path), profile=PROFILE))
+    backend.device = torch.device("cpu")
+    trt.returns["IExecutionContext.get_tensor_shape"] = lambda name: (1, 3, 200, 200)
+    with pytest.raises(ConfigError, match="outside the engine's profile.*--tile"):
+        backend._execute({spec.inputs[0]: torch.zeros(1, 3, 100, 100)})  # max is 48x64
+    with pytest.raises(ConfigError, match="outside the engine's profile"):
+        backend._execute({spec.inputs[0]: torch.zeros(5, 3, 24, 32)})  # max batch is 4
+    assert not trt.called("IExecutionContext.execute_async_v3")
+    built = EngineCache(tmp_path).list()[0]
+    other = tmp_path / built.name.replace("espcn_x2", "udvd_x2")
+    other.write_bytes(built.read_bytes())
+    with pytest.raises(ConfigError, match="does not match"):
+        TensorRTBackend(spec, 2, TensorRTConfig(precision="fp16", engine=str(other)))

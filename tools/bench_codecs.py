@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from report import publish
 
 from streamsr.bench import frame_gflop, synth_clip
 
@@ -70,10 +71,7 @@ def main() -> None:
             "(PyTorch's FlopCounterMode; the same on any machine).\n\n"
             "| input -> output | decode fps | encode fps ultrafast | encode fps veryfast | ESPCN GFLOP | "
             "SRResNet GFLOP | UDVD GFLOP |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
-    if args.output:
-        with open(args.output, "a") as f:
-            f.write(text)
-    print(text)
+    publish(text, args.output)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import RtspServer
+from report import publish
 
 from streamsr import RunConfig, SinkConfig, upscale_video
 
@@ -48,10 +49,7 @@ def main() -> None:
             f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}.\n\n"
             "| model | camera | backend | input fps | output fps | dropped | p50 ms | p95 ms | max ms |\n"
             "|---|---|---|---|---|---|---|---|---|\n" + row + "\n")
-    print(text)
-    if args.output:
-        with open(args.output, "a") as f:
-            f.write(text)
+    publish(text, args.output)
 
 
 if __name__ == "__main__":

@@ -424,6 +424,13 @@ class Sink:
                 for p in out.encode(rf):
                     self._container.mux(p)
 
+    @property
+    def audio_outputs(self) -> list[dict]:
+        """Each output audio stream: its codec, and whether the input's packets are copied
+        (else decoded and re-encoded)."""
+        return [{"codec": out.codec_context.name, "copied": decoder is None}
+                for out, decoder, _ in self._audio_map.values()]
+
     def mark_failed(self) -> None:
         """Record that the run failed: :meth:`close` will remove the partial file."""
         self._failed = True

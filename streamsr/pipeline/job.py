@@ -300,6 +300,7 @@ def upscale_video(
                          "codec": info.codec, "pix_fmt": info.pix_fmt},
                "output": {"width": sink.width, "height": sink.height, "codec": sink.config.codec,
                           "pix_fmt": sink.pix_fmt},
+               "audio": sink.audio_outputs,
                "colour_on": "device" if any(isinstance(s, DeviceInferStage) for s in stages) else "cpu"},
     )
     if source.decode_errors or source.corrupt_frames:
