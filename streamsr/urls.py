@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-__all__ = ["is_live_input", "is_url", "mask_credentials", "url_scheme"]
+__all__ = ["is_hls", "is_live_input", "is_url", "mask_credentials", "url_scheme"]
 
 _CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]+@")  # greedy: a raw '@' in a password
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}
@@ -31,12 +31,17 @@ def is_url(target: str) -> bool:
     return url_scheme(target) is not None
 
 
+def is_hls(target: str) -> bool:
+    """An HLS playlist over HTTP(S): a live input delivered in bursts of whole segments."""
+    return url_scheme(target) in ("http", "https") and PurePosixPath(target.split("?")[0]).suffix.lower() == ".m3u8"
+
+
 def is_live_input(target: str) -> bool:
     """Whether an input is a live stream by default: network stream protocols, HLS playlists
     over HTTP, and V4L2 devices. Files (and plain HTTP downloads) are not."""
     scheme = url_scheme(target)
     if scheme in _LIVE_SCHEMES:
         return True
-    if scheme in ("http", "https"):
-        return PurePosixPath(target.split("?")[0]).suffix.lower() == ".m3u8"
+    if is_hls(target):
+        return True
     return target.startswith("/dev/video")

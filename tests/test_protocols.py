@@ -59,9 +59,11 @@ class Publisher(threading.Thread):
     """Encodes a moving synthetic picture (H.264, 25 fps, a keyframe a second) to ``url`` in real
     time until stopped: a camera or encoder pushing a stream."""
 
-    def __init__(self, url: str, fmt: str, size=(160, 96), seconds: float = 20.0, audio: bool = False):
+    def __init__(self, url: str, fmt: str, size=(160, 96), seconds: float = 20.0, audio: bool = False,
+                 options: dict | None = None):
         super().__init__(daemon=True)
         self.url, self.fmt, self.size, self.seconds, self.audio = url, fmt, size, seconds, audio
+        self.options = options or {}
         self.stop = threading.Event()
         self.error: Exception | None = None
         self.sent = 0
@@ -69,7 +71,7 @@ class Publisher(threading.Thread):
     def run(self):
         w, h = self.size
         try:
-            with av.open(self.url, "w", format=self.fmt) as out:
+            with av.open(self.url, "w", format=self.fmt, options=self.options) as out:
                 s = out.add_stream("libx264", rate=25)
                 s.width, s.height, s.pix_fmt = w, h, "yuv420p"
                 s.options = {"tune": "zerolatency", "preset": "ultrafast", "g": "25"}
@@ -161,6 +163,37 @@ def test_pushes_mpegts_over_udp(tmp_path):
     assert len(reader.sizes) > 10 and set(reader.sizes) == {(128, 96)}
 
 
+def test_reads_a_live_hls_playlist_over_http(tmp_path):
+    """A live HLS playlist (rolling window of 1-second segments) served over HTTP."""
+    import functools
+    import http.server
+
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    pub = Publisher(str(folder / "index.m3u8"), "hls", audio=True, options={
+        "hls_time": "1", "hls_list_size": "4", "hls_flags": "delete_segments", "hls_segment_type": "mpegts"})
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pub.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (folder / "index.m3u8").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out = tmp_path / "hls.mkv"
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
+        stats = upscale_video(url, out, RunConfig(scale=2, live=QUICK), stop_after=40)
+    finally:
+        pub.stop.set()
+        pub.join(10)
+        server.shutdown()
+        server.server_close()
+    assert pub.error is None
+    assert stats.realtime and stats.frames_in == 40 and stats.frames_out > 10
+    _check_recording(out, stats.frames_out, (320, 192))
+
+
 # -- RTMP through a real server (nginx + Debian's libnginx-mod-rtmp)
 
 
@@ -223,3 +256,32 @@ def test_pushes_to_an_rtmp_server(rtmp_server, tmp_path):
     reader.join(15)
     assert stats.frames_out + stats.dropped == 50 and stats.frames_out > 10  # realtime: may drop
     assert len(reader.sizes) > 10 and set(reader.sizes) == {(128, 96)}, reader.error
+
+
+def test_live_timestamps_follow_the_stream_clock_through_bursts_and_regap_after_stalls():
+    """HLS hands over whole segments (6-10 s) at once: their frames must keep their own spacing,
+    not be squashed together; a stall the stream clock did not count must show as a gap."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from streamsr.frames import Frame, VideoInfo
+    from streamsr.io.live import LiveSource
+
+    src = LiveSource("http://host/live/index.m3u8")
+    src.info = VideoInfo(width=8, height=8, time_base=Fraction(1, 90000), frame_rate=Fraction(25), frame_count=None,
+                         codec="h264", pix_fmt="yuv420p", colour=None, duration=None)
+    image = SimpleNamespace(width=8, height=8)
+    tb, anchor, times = Fraction(1, 25), None, []
+
+    def feed(index, arrival):
+        nonlocal anchor
+        frame, anchor = src._retime(Frame(index, index, tb, image, None, arrival), anchor)
+        times.append(float(frame.pts * frame.time_base))
+
+    for i in range(200):  # an 8-second segment arriving all at once at t=100
+        feed(i, 100.0)
+    assert np.allclose(np.diff(times), 0.04, atol=1e-4) and abs(times[-1] - 199 * 0.04) < 1e-3
+    for i in range(200, 225):  # the stream stalls 20 s, then goes on where its clock stopped
+        feed(i, 128.0 + (i - 200) * 0.04)
+    assert times[200] - times[199] > 15  # the stall is a gap
+    assert np.allclose(np.diff(times[200:]), 0.04, atol=1e-4)

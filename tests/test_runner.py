@@ -119,3 +119,26 @@ def test_stages_overlap():
 def test_queue_size_validated():
     with pytest.raises(ValueError):
         Runner([], [Collect()], queue_size=0)
+
+
+def test_live_queue_bounds_frames_only_and_drops_the_oldest_frame():
+    """Live mode's queue: audio packets neither count against the bound nor push frames out;
+    a frame beyond the bound drops the oldest waiting frame."""
+    from fractions import Fraction
+
+    from streamsr.frames import Frame
+    from streamsr.pipeline.runner import DropOldestQueue
+
+    def frame(i):
+        return Frame(i, i, Fraction(1, 25), None, None)
+
+    q = DropOldestQueue(maxsize=2)
+    assert q.put_or_drop(frame(0)) is None and q.put_or_drop(PassThrough("a0", 1)) is None
+    assert q.put_or_drop(frame(1)) is None
+    for k in range(5):  # a burst of audio: kept, and no frame lost for it
+        assert q.put_or_drop(PassThrough(f"a{k + 1}", 1)) is None
+    dropped = q.put_or_drop(frame(2))
+    assert dropped is not None and dropped.index == 0
+    items = [q.get_nowait() for _ in range(q.qsize())]
+    assert [x.index for x in items if isinstance(x, Frame)] == [1, 2]
+    assert [x.payload for x in items if isinstance(x, PassThrough)] == ["a0", "a1", "a2", "a3", "a4", "a5"]

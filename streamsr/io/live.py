@@ -29,7 +29,12 @@ from .source import Source
 __all__ = ["LIVE_TIME_BASE", "LiveConfig", "LiveSource"]
 
 LIVE_TIME_BASE = Fraction(1, 90000)
-_REANCHOR_S = 5.0  # a stream clock this far from the local clock is a discontinuity
+# A frame whose stream time puts it this far *behind* the local clock is a discontinuity (a stall
+# the stream clock did not count, a reset): re-anchor, so the outage shows as a gap. Frames
+# *ahead* of it are normal for inputs delivered in bursts (HLS hands over whole segments, often
+# 6-10 s): only a jump further ahead than _AHEAD_S is a discontinuity.
+_REANCHOR_S = 5.0
+_AHEAD_S = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,7 +250,8 @@ class LiveSource:
     def _retime(self, item: Frame, anchor):
         now = item.arrival
         stream_t = float(item.pts * item.time_base)
-        if anchor is None or abs((anchor[1] + stream_t - anchor[0]) - now) > _REANCHOR_S:
+        drift = (anchor[1] + stream_t - anchor[0]) - now if anchor is not None else 0.0
+        if anchor is None or drift < -_REANCHOR_S or drift > _AHEAD_S:
             anchor = (stream_t, now)
         t = anchor[1] + (stream_t - anchor[0])
         if self._t0 is None:

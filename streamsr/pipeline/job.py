@@ -19,7 +19,7 @@ from ..io.live import LiveSource
 from ..io.sink import Sink, SinkConfig, check_encoder, container_format
 from ..io.source import Source
 from ..models.registry import get_model
-from ..urls import is_live_input
+from ..urls import is_hls, is_live_input
 from .runner import Runner, Stage
 from .stages import DeviceInferStage, EncodeStage, InferStage, ToFrameStage, ToPlanesStage, ToTensorStage
 from .stats import LatencyStats, RunStats, StageStats
@@ -152,12 +152,13 @@ def _push(stages: list[Stage], item) -> None:
 def _bounded(items: Iterable, max_frames: int | None, duration: float | None,
              pace: bool, stop: threading.Event) -> Iterator:
     """Stop after ``max_frames`` frames or ``duration`` seconds of media time; with ``pace``,
-    release frames no faster than their timestamps (a file played as if it were live)."""
-    frames, first, start = 0, None, time.monotonic()
+    release frames (and audio packets) no faster than their timestamps, from the first frame on
+    (a file played as if it were live; an HLS stream whose segments arrive whole)."""
+    frames, first, start = 0, None, 0.0
     for item in items:
         if isinstance(item, Frame):
-            if first is None:
-                first = item.time
+            if first is None:  # the clock starts with the first frame, not with opening the input
+                first, start = item.time, time.monotonic()
             if duration is not None and item.time - first >= duration:
                 return
             if pace:
@@ -165,6 +166,11 @@ def _bounded(items: Iterable, max_frames: int | None, duration: float | None,
                 if wait > 0 and stop.wait(wait):
                     return
                 item = dataclasses.replace(item, arrival=time.monotonic())
+        elif pace and first is not None and isinstance(item, PassThrough) and item.payload.pts is not None:
+            # audio of a burst (an HLS segment) goes with the pictures of its time, not ahead of them
+            wait = float(item.payload.pts * item.payload.time_base) - first - (time.monotonic() - start)
+            if wait > 0 and stop.wait(wait):
+                return
         yield item
         if isinstance(item, Frame):
             frames += 1
@@ -271,7 +277,10 @@ def upscale_video(
                     if progress is not None:
                         progress(handle)
 
-                items = _bounded(source, stop_after, duration, pace=realtime and not live_input, stop=stop)
+                # pace what does not arrive at its own rate: a file read in real time, and HLS,
+                # whose segments come whole (else the drop-oldest queues would discard most of each)
+                pace = realtime and (not live_input or is_hls(text))
+                items = _bounded(source, stop_after, duration, pace=pace, stop=stop)
                 needs_noise = len(spec.inputs) > 1 and config.noise is None
                 tracker = NoiseTracker() if needs_noise else None
                 stages = build_stages(backend, sink, config, realtime=realtime, latency=handle.latency,

@@ -33,7 +33,8 @@ _POLL = 0.05  # seconds between checks of the abort flag while blocked on a queu
 class DropOldestQueue(queue.Queue):
     """A bounded queue whose :meth:`put_or_drop` makes room by discarding the oldest *frame*
     (never a pass-through packet or the end marker): live mode's policy, so waiting frames
-    never pile up behind a slow stage."""
+    never pile up behind a slow stage. Its bound counts frames only: pass-through packets
+    (audio, tiny, never processed on the way) join without pushing a frame out."""
 
     def put_or_drop(self, item: Any) -> Any | None:
         """Put without blocking; return the frame dropped to make room, or None.
@@ -43,7 +44,8 @@ class DropOldestQueue(queue.Queue):
         """
         with self.not_full:
             dropped = None
-            if self._qsize() >= self.maxsize > 0:
+            counted = sum(not isinstance(old, PassThrough) for old in self.queue)
+            if not isinstance(item, PassThrough) and counted >= self.maxsize > 0:
                 for i, old in enumerate(self.queue):
                     if isinstance(old, Frame):
                         dropped = old
