@@ -285,3 +285,33 @@ def test_live_timestamps_follow_the_stream_clock_through_bursts_and_regap_after_
         feed(i, 128.0 + (i - 200) * 0.04)
     assert times[200] - times[199] > 15  # the stall is a gap
     assert np.allclose(np.diff(times[200:]), 0.04, atol=1e-4)
+
+
+def test_live_decoding_holds_no_frame_back(tmp_path):
+    """Frame threading holds each frame back by about its thread count; live inputs decode with
+    slice threading, so a camera's frame comes out with its own packet."""
+    from streamsr.io.source import configure_decoder
+
+    path = tmp_path / "cam.ts"
+    with av.open(str(path), "w") as out:  # a camera-like stream: no B-frames
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.options = {"tune": "zerolatency", "preset": "ultrafast"}
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), i * 8, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(s.encode(frame))
+        out.mux(s.encode())
+
+    def lag(low_delay):
+        with av.open(str(path)) as c:
+            configure_decoder(c.streams.video[0].codec_context, 4, low_delay)
+            sent = got = worst = 0
+            for packet in c.demux(video=0):
+                sent += bool(packet.size)
+                got += len(packet.decode())
+                worst = max(worst, sent - got) if packet.size else worst
+            return worst, got
+
+    assert lag(low_delay=True) == (0, 30)
+    assert lag(low_delay=False)[0] >= 2  # files: throughput over delay

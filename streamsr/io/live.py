@@ -138,7 +138,8 @@ class LiveSource:
     def _open(self) -> Source:
         src = Source(self.url, decode_threads=self.decode_threads, options=self._options(), audio=self.audio,
                      timeout=(self.config.open_timeout, self.config.read_timeout),
-                     format="v4l2" if self.url.startswith("/dev/video") else None, hwaccel=self.hwaccel)
+                     format="v4l2" if self.url.startswith("/dev/video") else None, hwaccel=self.hwaccel,
+                     low_delay=True)
         src.__enter__()
         for notice in src.notices:  # once, not once per reconnection
             if notice not in self.notices:
