@@ -135,6 +135,8 @@ def main() -> None:
 @click.option("--gop", type=int, default=None, help="Keyframe interval in frames.")
 @click.option("--pix-fmt", default=None, help="Output pixel format (default: the input's when the encoder takes it).")
 @click.option("--hls-time", type=float, default=None, help="HLS segment length in seconds (default 2).")
+@click.option("--segment-time", type=float, default=None, help="Cut a file output into files of about this "
+              "many seconds, named by the -o pattern: cam-%Y%m%d-%H%M%S.mkv (clock time) or cam-%03d.mkv.")
 @click.option("--batch-size", type=int, default=None, help="Frames per inference call (default 1).")
 @click.option("--hwdec", default=None, help="Hardware decoding: auto (NVDEC when a CUDA GPU is there), none, "
               "cuda, qsv, vaapi; falls back to the CPU.")

@@ -1,5 +1,6 @@
 """End to end: files in, files out, through the real decoder, model, encoder and muxer."""
 
+import json
 from fractions import Fraction
 
 import av
@@ -250,3 +251,44 @@ def test_tiled_run_matches_whole_frames(small_clip, tmp_path):
     fa, fb = read_video(a)[1], read_video(b)[1]
     assert len(fa) == len(fb) == 12
     assert max(int(np.abs(x.astype(int) - y).max()) for x, y in zip(fa, fb)) <= 1
+
+
+def _segments(folder, pattern):
+    """(frames, first frame is a keyframe, audio packets) of each file, in name order."""
+    out = []
+    for path in sorted(folder.glob(pattern)):
+        with av.open(str(path)) as c:
+            frames = list(c.decode(video=0))
+        out.append((len(frames), frames[0].key_frame, len(audio_packets(path))))
+    return out
+
+
+def test_segmented_recording_keeps_every_frame_and_the_audio(tmp_path):
+    src = make_video(tmp_path / "in.mp4", frames=75, audio="aac")  # 3 s
+    stats = upscale_video(src, tmp_path / "cam-%03d.mkv", RunConfig(scale=2, sink=SinkConfig(segment_time=1)))
+    parts = _segments(tmp_path, "cam-*.mkv")
+    assert len(parts) >= 3 and sum(n for n, _, _ in parts) == stats.frames_out == 75
+    assert all(key and audio > 0 for _, key, audio in parts)  # each file plays on its own
+    assert sum(a for _, _, a in parts) == len(audio_packets(src))  # audio copied, none lost
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_segments_named_by_clock_time_from_the_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from streamsr.cli import main
+
+    src = make_video(tmp_path / "in.mp4", frames=110)  # 4.4 s, read in real time
+    stats = tmp_path / "stats.json"
+    r = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / "cam-%Y%m%d-%H%M%S.mkv"),
+                                  "--segment-time", "2", "--realtime", "-q", "--stats-json", str(stats)])
+    assert r.exit_code == 0, r.output
+    parts = _segments(tmp_path, "cam-2*.mkv")
+    written = json.loads(stats.read_text())["frames_out"]
+    assert len(parts) >= 2 and sum(n for n, _, _ in parts) == written > 80, (parts, written)  # nothing overwritten
+    r = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / "c-%H%M.mkv"), "--segment-time", "60"])
+    assert r.exit_code == 1 and "would reuse names" in r.output
+    r = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / "cam.mkv"), "--segment-time", "60"])
+    assert r.exit_code == 1 and "needs a file name pattern" in r.output
+    r = CliRunner().invoke(main, ["run", str(src), "-o", "udp://127.0.0.1:9", "--segment-time", "60"])
+    assert r.exit_code == 1 and "applies to file outputs" in r.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -64,6 +65,30 @@ def container_format(path: str) -> str:
             f"cannot tell the container from output {path!r}; use one of: "
             f"{', '.join(sorted(_FORMATS))}, .m3u8, or an rtsp/rtmp/srt/udp URL"
         ) from None
+
+
+_STRFTIME = re.compile(r"%[YmdHMSjyb]")
+_SEQUENCE = re.compile(r"%0?\d*d")
+
+
+def segment_naming(path: str, segment_time: float) -> str:
+    """How a segmented output names its files: "strftime" or "sequence".
+
+    Raises:
+        ConfigError: the path has neither kind of pattern, or a clock-time pattern too coarse for
+            the segment length (two files starting within one second, minute... would get the same
+            name, and the second would silently overwrite the first).
+    """
+    if _STRFTIME.search(path):
+        resolution = next((r for code, r in (("%S", 1), ("%M", 60), ("%H", 3600)) if code in path), 86400)
+        if segment_time < 2 * resolution:
+            raise ConfigError(f"segments of {segment_time:g} s would reuse names of {path!r} (it changes every "
+                              f"{resolution} s); use --segment-time {2 * resolution} or more, or a finer pattern")
+        return "strftime"
+    if _SEQUENCE.search(path):
+        return "sequence"
+    raise ConfigError(f"--segment-time needs a file name pattern in the output, e.g. cam-%Y%m%d-%H%M%S.mkv "
+                      f"(clock time) or cam-%03d.mkv (numbered); got {path!r}")
 
 
 _HW_SUFFIXES = ("_nvenc", "_qsv", "_vaapi", "_amf", "_videotoolbox", "_v4l2m2m")
@@ -132,6 +157,10 @@ class SinkConfig:
         tune: encoder tune where it has one (live mode uses x264's "zerolatency").
         gop: keyframe interval in frames (None = encoder default); live outputs want short ones.
         hls_time: segment length in seconds for ``.m3u8`` outputs.
+        segment_time: cut a file output into files of about this many seconds (at keyframes),
+            named by the output's pattern: strftime codes (``cam-%Y%m%d-%H%M%S.mkv``, the wall
+            clock when each file starts) or a number (``cam-%03d.mkv``). Each file is complete and
+            playable on its own once the next one starts.
         live: the output is a live recording/stream: fragmented MP4 (playable even if the process
             is killed), rolling HLS playlist.
     """
@@ -144,6 +173,7 @@ class SinkConfig:
     tune: str | None = None
     gop: int | None = None
     hls_time: float = 2.0
+    segment_time: float | None = None
     live: bool = False
 
 
@@ -191,7 +221,14 @@ class Sink:
         self._partial: Path | None = None
         text = os.fspath(dst) if isinstance(dst, (str, os.PathLike)) else None
         self.format = format or (container_format(text) if text else "mpegts")
-        if text and text != "-" and not is_url(text) and self.format != "hls":
+        self._segments = None
+        if config.segment_time is not None:
+            if not text or text == "-" or is_url(text) or self.format == "hls":
+                raise ConfigError("--segment-time applies to file outputs (a name pattern), not streams or HLS")
+            if config.segment_time <= 0:
+                raise ConfigError(f"--segment-time must be positive, got {config.segment_time:g}")
+            self._segments = segment_naming(text, config.segment_time)  # many files, each written in place
+        elif text and text != "-" and not is_url(text) and self.format != "hls":
             self._final = Path(text)  # a single file: written as .partial, renamed at the end
         self._dst = dst
         self._codec = check_encoder(config.codec)
@@ -241,14 +278,23 @@ class Sink:
             return opts
         if self.format == "rtsp":
             return {"rtsp_transport": "tcp"}
+        movflags = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+        if self._segments:
+            opts = {"segment_time": f"{cfg.segment_time:g}", "segment_format": self.format, "reset_timestamps": "1"}
+            if self._segments == "strftime":
+                opts["strftime"] = "1"
+            if self.format in ("mp4", "mov") and cfg.live:
+                opts["segment_format_options"] = "movflags=" + movflags["movflags"]
+            return opts
         if self.format in ("mp4", "mov") and cfg.live:
-            return {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+            return movflags
         return {}
 
     def __enter__(self) -> Self:
         target = self._open_target()
         try:
-            self._container = av.open(target, mode="w", format=self.format, options=self._format_options())
+            muxer = "segment" if self._segments else self.format
+            self._container = av.open(target, mode="w", format=muxer, options=self._format_options())
         except (av.FFmpegError, OSError) as exc:
             where = mask_credentials(str(self._dst))
             raise OutputError(mask_credentials(f"cannot write output {where}: {exc}")) from exc
@@ -268,7 +314,7 @@ class Sink:
                 import sys
 
                 return sys.stdout.buffer
-            if self.format == "hls":
+            if self.format == "hls" or self._segments:
                 folder = Path(os.fspath(self._dst)).parent
                 if not folder.is_dir():
                     raise OutputError(f"output folder does not exist: {folder}")
@@ -307,8 +353,11 @@ class Sink:
                 options[key] = str(value)
         if cfg.codec == "libx265":
             options.setdefault("x265-params", "log-level=error")
-        if cfg.gop:
-            cc.gop_size = cfg.gop
+        gop = cfg.gop
+        if gop is None and self._segments:  # files are cut at keyframes: one a second
+            gop = max(1, round(rate))
+        if gop:
+            cc.gop_size = gop
         cc.options = options
         self._video = stream
 
