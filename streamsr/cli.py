@@ -118,6 +118,9 @@ def main() -> None:
               "udp:// push, or dir/index.m3u8 (HLS). Once per input.")
 @click.option("--config", "cameras_file", type=click.Path(dir_okay=False), default=None,
               help="Cameras TOML file: many inputs, one shared model (see `streamsr run --help`).")
+@click.option("--for", "preset_name", default=None, metavar="USE",
+              help="Defaults for a use: surveillance, videocall, or a .toml file of run options "
+                   "(options given here win).")
 @click.option("--model", default=None, help="Model name (default espcn; see `streamsr models`).")
 @click.option("--scale", type=int, default=None, help="Upscale factor (default 2).")
 @click.option("--backend", default=None, help="auto (fastest available), torch, onnxruntime or tensorrt.")
@@ -163,8 +166,8 @@ def main() -> None:
 @click.option("--metrics-port", default=None, help="Serve Prometheus metrics at http://HOST:PORT/metrics (PORT = localhost).")
 @click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Write per-stage timings and counts here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
-def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, duration, metrics_port, noise_opt,
-        **options):
+def run(inputs, outputs, cameras_file, preset_name, quiet, stats_json, no_audio, max_frames, duration, metrics_port,
+        noise_opt, **options):
     """Upscale INPUT (file, - for stdin, rtsp://..., /dev/video0) into OUTPUT.
 
     \b
@@ -175,6 +178,7 @@ def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, 
       streamsr run rtsp://user:pass@cam/stream -o cam.mkv --max-latency 0.3 --metrics-port 9100
       streamsr run rtsp://cam1/s rtsp://cam2/s -o cam1.mkv -o cam2.mkv
       streamsr run --config cams.toml --duration 3600
+      streamsr run rtsp://cam/s -o "gate-%Y%m%d-%H%M%S.mkv" --segment-time 3600 --for surveillance
 
     \b
     A cameras file:
@@ -185,14 +189,15 @@ def run(inputs, outputs, cameras_file, quiet, stats_json, no_audio, max_frames, 
       input = "rtsp://user:pass@10.0.0.5/stream1"
       output = "gate.mkv"
     """
-    from .config import RunConfig
+    from .config import RunConfig, load_preset
     from .pipeline.cameras import Camera, load_cameras
 
-    defaults: dict = {}
+    defaults: dict = load_preset(preset_name) if preset_name else {}
     if cameras_file:
         if inputs or outputs:
             raise click.UsageError("give either --config or INPUT... -o OUTPUT..., not both")
-        cameras, defaults = load_cameras(cameras_file)
+        cameras, file_defaults = load_cameras(cameras_file)
+        defaults = {**defaults, **file_defaults}
     else:
         if not inputs:
             raise click.UsageError("missing INPUT (or --config cams.toml)")

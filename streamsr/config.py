@@ -16,7 +16,7 @@ from .errors import ConfigError
 from .io.live import LiveConfig
 from .io.sink import SinkConfig
 
-__all__ = ["RunConfig", "read_toml"]
+__all__ = ["PRESETS", "RunConfig", "load_preset", "read_toml"]
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
@@ -164,3 +164,23 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML in {path}: {exc}") from exc
+
+
+PRESETS = Path(__file__).parent / "data" / "presets"
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Run options of a preset: a shipped one by name (surveillance, videocall) or a TOML file
+    with the same keys as ``streamsr run``'s options (underscores for dashes).
+
+    Raises:
+        ConfigError: no such preset or file, invalid TOML, or an option ``streamsr run`` lacks.
+    """
+    shipped = PRESETS / f"{name}.toml"
+    if not shipped.is_file() and not name.endswith(".toml"):
+        names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+        raise ConfigError(f"unknown preset {name!r}; shipped: {names} (or give a .toml file)")
+    options = read_toml(shipped if shipped.is_file() else name, "preset")
+    RunConfig.from_options(**options)  # refuse unknown or invalid options now, naming the preset's file
+    return options
+

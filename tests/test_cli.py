@@ -218,3 +218,33 @@ def test_frame_gflop_counts_the_network():
     udvd = frame_gflop("udvd", 2, 960, 540)  # body at LR size plus HR refinement: the heavy one
     assert udvd > frame_gflop("srresnet", 2, 960, 540) > frame_gflop("espcn", 2, 960, 540)
 
+
+
+def test_presets_set_defaults_that_options_override(small_clip, tmp_path):
+    import json as _json
+
+    from streamsr.config import PRESETS, RunConfig, load_preset
+
+    shipped = sorted(p.stem for p in PRESETS.glob("*.toml"))
+    assert shipped == ["surveillance", "videocall"]
+    for name in shipped:
+        RunConfig.from_options(**load_preset(name))
+    call = RunConfig.from_options(**load_preset("videocall"))
+    assert call.queue_size == 1 and call.sink.tune == "zerolatency" and call.max_latency == 0.15
+    assert RunConfig.from_options(**load_preset("surveillance")).live.reconnect_max_wait == 0
+
+    stats = tmp_path / "s.json"
+    r = _run("run", small_clip, "-o", tmp_path / "a.mp4", "--for", "surveillance", "--stats-json", stats, "-q")
+    assert r.exit_code == 0, r.output
+    assert _json.loads(stats.read_text())["model"] == "udvd"
+    r = _run("run", small_clip, "-o", tmp_path / "b.mp4", "--for", "videocall", "--model", "srcnn",
+                "--stats-json", stats, "-q")
+    assert r.exit_code == 0, r.output
+    assert _json.loads(stats.read_text())["model"] == "srcnn"  # the option wins
+
+    r = _run("run", small_clip, "-o", tmp_path / "c.mp4", "--for", "nightowl")
+    assert r.exit_code == 1 and "unknown preset 'nightowl'; shipped: surveillance, videocall" in r.output
+    own = tmp_path / "mine.toml"
+    own.write_text('model = "espcn"\nsharpness = 3\n')
+    r = _run("run", small_clip, "-o", tmp_path / "d.mp4", "--for", own)
+    assert r.exit_code == 1 and "sharpness" in r.output
