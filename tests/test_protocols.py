@@ -134,20 +134,27 @@ def _check_recording(path: Path, frames: int, size: tuple[int, int]):
 # -- UDP: MPEG-TS datagrams over loopback, as hardware encoders and many cameras send them
 
 
-def test_reads_mpegts_over_udp(tmp_path):
-    port = free_port()
-    pub = Publisher(f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts", audio=True)
+def _record_while_publishing(pub: Publisher, url: str, tmp_path: Path, frames: int, before=None) -> None:
+    """Start ``pub``, (wait with ``before``,) record ``frames`` frames of ``url`` in real-time
+    mode, stop the publisher; then check the run and the recording."""
     pub.start()
     try:
-        out = tmp_path / "udp.mkv"
-        stats = upscale_video(f"udp://127.0.0.1:{port}?overrun_nonfatal=1&fifo_size=100000", out,
-                              RunConfig(scale=2, live=QUICK), stop_after=30)
+        if before is not None:
+            before()
+        out = tmp_path / "recording.mkv"
+        stats = upscale_video(url, out, RunConfig(scale=2, live=QUICK), stop_after=frames)
     finally:
         pub.stop.set()
         pub.join(10)
     assert pub.error is None
-    assert stats.realtime and stats.frames_in == 30 and stats.frames_out > 10
+    assert stats.realtime and stats.frames_in == frames and stats.frames_out > 10
     _check_recording(out, stats.frames_out, (320, 192))
+
+
+def test_reads_mpegts_over_udp(tmp_path):
+    port = free_port()
+    pub = Publisher(f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts", audio=True)
+    _record_while_publishing(pub, f"udp://127.0.0.1:{port}?overrun_nonfatal=1&fifo_size=100000", tmp_path, 30)
 
 
 def test_pushes_mpegts_over_udp(tmp_path):
@@ -176,22 +183,18 @@ def test_reads_a_live_hls_playlist_over_http(tmp_path):
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    pub.start()
-    try:
+    url = f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
+
+    def playlist_written():
         deadline = time.monotonic() + 20
         while not (folder / "index.m3u8").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        out = tmp_path / "hls.mkv"
-        url = f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
-        stats = upscale_video(url, out, RunConfig(scale=2, live=QUICK), stop_after=40)
+
+    try:
+        _record_while_publishing(pub, url, tmp_path, 40, before=playlist_written)
     finally:
-        pub.stop.set()
-        pub.join(10)
         server.shutdown()
         server.server_close()
-    assert pub.error is None
-    assert stats.realtime and stats.frames_in == 40 and stats.frames_out > 10
-    _check_recording(out, stats.frames_out, (320, 192))
 
 
 # -- RTMP through a real server (nginx + Debian's libnginx-mod-rtmp)
@@ -234,17 +237,8 @@ rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record o
 
 def test_reads_from_an_rtmp_server(rtmp_server, tmp_path):
     pub = Publisher(f"{rtmp_server}/cam", "flv", audio=True)
-    pub.start()
-    try:
-        time.sleep(1.0)  # published before anyone plays it
-        out = tmp_path / "rtmp.mkv"
-        stats = upscale_video(f"{rtmp_server}/cam", out, RunConfig(scale=2, live=QUICK), stop_after=30)
-    finally:
-        pub.stop.set()
-        pub.join(10)
-    assert pub.error is None
-    assert stats.realtime and stats.frames_in == 30 and stats.frames_out > 10
-    _check_recording(out, stats.frames_out, (320, 192))
+    # published before anyone plays it
+    _record_while_publishing(pub, f"{rtmp_server}/cam", tmp_path, 30, before=lambda: time.sleep(1.0))
 
 
 def test_pushes_to_an_rtmp_server(rtmp_server, tmp_path):

@@ -92,7 +92,6 @@ class LiveSource:
         self.decode_threads = decode_threads
         self.hwaccel = hwaccel
         self.audio = audio
-        self.audio_packets = 0
         self._audio_last: dict[int, int] = {}
         self._audio_ids: set[int] = set()
         self.notices: list[str] = []
@@ -245,7 +244,6 @@ class LiveSource:
             pts = last + 1
         self._audio_last[item.stream_index] = pts
         packet.pts = packet.dts = pts
-        self.audio_packets += 1
         return item
 
     def _retime(self, item: Frame, anchor):
