@@ -170,6 +170,29 @@ def test_pushes_mpegts_over_udp(tmp_path):
     assert len(reader.sizes) > 10 and set(reader.sizes) == {(128, 96)}
 
 
+def test_reads_mpegts_from_a_tcp_server(tmp_path):
+    """An encoder that serves MPEG-TS over TCP (tcp://...?listen=1 on its side). It runs in its
+    own process: PyAV holds the GIL while its output waits for a client to connect."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    script = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from test_protocols import Publisher; "
+        f"p = Publisher('tcp://127.0.0.1:{port}?listen=1', 'mpegts', audio=True, seconds=15); p.run()"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        out = tmp_path / "tcp.mkv"
+        stats = upscale_video(f"tcp://127.0.0.1:{port}", out, RunConfig(scale=2, live=QUICK), stop_after=30)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert stats.realtime and stats.frames_in == 30 and stats.frames_out > 10
+    _check_recording(out, stats.frames_out, (320, 192))
+
+
 def test_reads_a_live_hls_playlist_over_http(tmp_path):
     """A live HLS playlist (rolling window of 1-second segments) served over HTTP."""
     import functools
