@@ -42,6 +42,4 @@ def is_live_input(target: str) -> bool:
     scheme = url_scheme(target)
     if scheme in _LIVE_SCHEMES:
         return True
-    if is_hls(target):
-        return True
-    return target.startswith("/dev/video")
+    return is_hls(target) or target.startswith("/dev/video")

@@ -37,6 +37,11 @@ _REANCHOR_S = 5.0
 _AHEAD_S = 30.0
 
 
+def _local_time(stream_t: float, anchor: tuple[float, float]) -> float:
+    """Local-clock seconds of stream time ``stream_t`` under ``anchor`` (stream s, local s)."""
+    return anchor[1] + (stream_t - anchor[0])
+
+
 @dataclass(frozen=True, kw_only=True)
 class LiveConfig:
     """How a live input is read.
@@ -235,8 +240,7 @@ class LiveSource:
         if item.stream_index not in self._audio_ids:
             return None  # a stream the first connection did not have: the output has no place for it
         tb = packet.time_base
-        t = anchor[1] + (float(packet.pts * tb) - anchor[0])
-        pts = round((t - self._t0) / tb)
+        pts = round((_local_time(float(packet.pts * tb), anchor) - self._t0) / tb)
         if pts < 0:
             return None
         last = self._audio_last.get(item.stream_index)
@@ -249,10 +253,9 @@ class LiveSource:
     def _retime(self, item: Frame, anchor):
         now = item.arrival
         stream_t = float(item.pts * item.time_base)
-        drift = (anchor[1] + stream_t - anchor[0]) - now if anchor is not None else 0.0
-        if anchor is None or drift < -_REANCHOR_S or drift > _AHEAD_S:
+        if anchor is None or not -_REANCHOR_S <= _local_time(stream_t, anchor) - now <= _AHEAD_S:
             anchor = (stream_t, now)
-        t = anchor[1] + (stream_t - anchor[0])
+        t = _local_time(stream_t, anchor)
         if self._t0 is None:
             self._t0 = t
         pts = max(round((t - self._t0) * 90000), self._last_pts + 1)

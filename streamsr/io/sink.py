@@ -67,6 +67,7 @@ def container_format(path: str) -> str:
         ) from None
 
 
+_FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"  # playable even if the process is killed
 _STRFTIME = re.compile(r"%[YmdHMSjyb]")
 _SEQUENCE = re.compile(r"%0?\d*d")
 
@@ -222,13 +223,14 @@ class Sink:
         text = os.fspath(dst) if isinstance(dst, (str, os.PathLike)) else None
         self.format = format or (container_format(text) if text else "mpegts")
         self._segments = None
+        to_file = bool(text) and text != "-" and not is_url(text) and self.format != "hls"
         if config.segment_time is not None:
-            if not text or text == "-" or is_url(text) or self.format == "hls":
+            if not to_file:
                 raise ConfigError("--segment-time applies to file outputs (a name pattern), not streams or HLS")
             if config.segment_time <= 0:
                 raise ConfigError(f"--segment-time must be positive, got {config.segment_time:g}")
             self._segments = segment_naming(text, config.segment_time)  # many files, each written in place
-        elif text and text != "-" and not is_url(text) and self.format != "hls":
+        elif to_file:
             self._final = Path(text)  # a single file: written as .partial, renamed at the end
         self._dst = dst
         self._codec = check_encoder(config.codec)
@@ -278,17 +280,15 @@ class Sink:
             return opts
         if self.format == "rtsp":
             return {"rtsp_transport": "tcp"}
-        movflags = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+        fragmented = self.format in ("mp4", "mov") and cfg.live
         if self._segments:
             opts = {"segment_time": f"{cfg.segment_time:g}", "segment_format": self.format, "reset_timestamps": "1"}
             if self._segments == "strftime":
                 opts["strftime"] = "1"
-            if self.format in ("mp4", "mov") and cfg.live:
-                opts["segment_format_options"] = "movflags=" + movflags["movflags"]
+            if fragmented:
+                opts["segment_format_options"] = f"movflags={_FRAGMENTED_MP4}"
             return opts
-        if self.format in ("mp4", "mov") and cfg.live:
-            return movflags
-        return {}
+        return {"movflags": _FRAGMENTED_MP4} if fragmented else {}
 
     def __enter__(self) -> Self:
         target = self._open_target()

@@ -149,6 +149,14 @@ def _push(stages: list[Stage], item) -> None:
         _push(stages[1:], out)
 
 
+def _media_time(item) -> float | None:
+    """Seconds on the run's clock of a frame or an audio packet (None for a packet without pts)."""
+    if isinstance(item, Frame):
+        return item.time
+    packet = item.payload
+    return float(packet.pts * packet.time_base) if packet.pts is not None else None
+
+
 def _bounded(items: Iterable, max_frames: int | None, duration: float | None,
              pace: bool, stop: threading.Event) -> Iterator:
     """Stop after ``max_frames`` frames or ``duration`` seconds of media time; with ``pace``,
@@ -156,21 +164,20 @@ def _bounded(items: Iterable, max_frames: int | None, duration: float | None,
     (a file played as if it were live; an HLS stream whose segments arrive whole)."""
     frames, first, start = 0, None, 0.0
     for item in items:
-        if isinstance(item, Frame):
+        is_frame = isinstance(item, Frame)
+        if is_frame:
             if first is None:  # the clock starts with the first frame, not with opening the input
                 first, start = item.time, time.monotonic()
             if duration is not None and item.time - first >= duration:
                 return
-            if pace:
-                wait = (item.time - first) - (time.monotonic() - start)
-                if wait > 0 and stop.wait(wait):
-                    return
-                item = dataclasses.replace(item, arrival=time.monotonic())
-        elif pace and first is not None and isinstance(item, PassThrough) and item.payload.pts is not None:
-            # audio of a burst (an HLS segment) goes with the pictures of its time, not ahead of them
-            wait = float(item.payload.pts * item.payload.time_base) - first - (time.monotonic() - start)
+        # audio of a burst (an HLS segment) goes with the pictures of its time, not ahead of them
+        t = _media_time(item)
+        if pace and first is not None and t is not None:
+            wait = (t - first) - (time.monotonic() - start)
             if wait > 0 and stop.wait(wait):
                 return
+            if is_frame:
+                item = dataclasses.replace(item, arrival=time.monotonic())
         yield item
         if isinstance(item, Frame):
             frames += 1
