@@ -6,6 +6,7 @@ the slowest stage's fps (1.0 means every other stage is hidden behind the slowes
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import platform
 import tempfile
@@ -18,14 +19,16 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .backends import list_backends, resolve_backend
+from .backends import list_backends, load_backend, resolve_backend, resolve_device
 from .config import RunConfig
-from .degradation import Degradation, code_map, noise_map
 from .errors import BackendUnavailableError
-from .io.sink import Sink, SinkConfig
+from .io.sink import Sink
 from .io.source import Source
+from .machine import Machine
+from .models.inputs import InputAssembler, run_conditioning
 from .models.registry import get_model
 from .pipeline.job import build_stages, run_sequential, upscale_video
+from .pipeline.plan import known_variant, plan_run, plan_source, plan_variant
 
 __all__ = ["MatrixRow", "format_matrix", "frame_gflop", "model_only_fps", "run_bench", "run_matrix", "synth_clip"]
 
@@ -53,57 +56,54 @@ def synth_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) 
 
 def _sequential_fps(clip: Path, out: Path, config: RunConfig) -> float:
     with Source(clip) as source:
-        backend = config.load_backend()
         info = source.info
+        backend = load_backend(config, plan_variant(config, info))
         try:
-            with Sink(out, info, info.width * config.scale, info.height * config.scale, config.sink) as sink:
-                stats = run_sequential(source, build_stages(backend, sink, config))
+            plan = plan_run(config, info, out, plan_source(config, clip, Machine.probe()), backend)
+            with Sink(out, info, *plan.geometry.out_size, plan.sink) as sink:
+                stats = run_sequential(source, build_stages(plan, backend, sink))
         finally:
             backend.close()
     return stats.items / stats.busy_seconds
 
 
 def run_bench(
+    base: RunConfig,
     *,
-    model: str = "espcn",
-    scale: int = 2,
     width: int = 640,
     height: int = 360,
     frames: int = 60,
     backends: list[str] | None = None,
-    device: str = "cpu",
-    preset: str = "veryfast",
     report: Callable[[str], None] = lambda line: None,
 ) -> str:
-    """Benchmark each backend; return a Markdown table.
+    """Benchmark each backend on a run of ``base``'s settings; return a Markdown table.
 
     Args:
-        model, scale: what to run.
+        base: the run's settings (model, scale, device, encoder, ...); the backend is varied.
         width, height: input size.
         frames: clip length.
-        backends: names to measure (default: every one available on ``device``).
-        device: cpu or cuda.
-        preset: x264 preset of the encode stage.
+        backends: names to measure (default: every one available on the device).
         report: receives one line per finished measurement (progress).
     """
     import torch
 
+    device = resolve_device(base.device)
     names = backends or [b for b in list_backends() if _available(b, device)]
-    sink = SinkConfig(codec="libx264", preset=preset)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = synth_clip(Path(tmp) / "bench.mp4", width, height, frames)
         for name in names:
-            config = RunConfig(model=model, scale=scale, backend=name, device=device, sink=sink, audio=False)
+            config = dataclasses.replace(base, backend=name, audio=False)
             upscale_video(clip, Path(tmp) / "warm.mp4", config, stop_after=4)  # warm-up (allocations, autotune)
             stats = upscale_video(clip, Path(tmp) / "out.mp4", config)
             seq = _sequential_fps(clip, Path(tmp) / "seq.mp4", config)
             stage = {s.name: s.fps for s in stats.stages}
             rows.append((name, stage, stats.fps, stats.efficiency, seq))
+            out = stats.extra["output"]
             report(f"{name}: {stats.fps:.1f} fps threaded, {seq:.1f} fps sequential")
     head = (
-        f"\n### {model} x{scale}, {width}x{height} -> {width * scale}x{height * scale}, {frames} frames, "
-        f"{device}, x264 {preset}\n\n"
+        f"\n### {stats.extra['model']} {stats.extra['geometry']}, {width}x{height} -> {out['width']}x{out['height']}, "
+        f"{frames} frames, {device}, {base.sink.codec} {base.sink.preset}\n\n"
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, "
         f"PyAV {av.__version__}.\n\n"
         "| backend | decode | preprocess | infer | postprocess | encode | end-to-end | efficiency | sequential | speed-up |\n"
@@ -154,27 +154,24 @@ def frame_gflop(model: str, scale: int, width: int, height: int) -> float:
 
     spec = get_model(model, scale)
     net = build_model(model, scale, pretrained=False).eval().to("meta")
-    inputs = [torch.empty(1, c, height, width, device="meta") for c in spec.input_channels]
+    inputs = [torch.empty(1, i.channels, height, width, device="meta") for i in spec.inputs]
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         net(*inputs)
     return counter.get_total_flops() / 1e9
 
 
-def model_only_fps(backend, model: str, scale: int, width: int, height: int, batch: int,
-                   seconds: float = 2.0) -> float:
+def model_only_fps(backend, width: int, height: int, batch: int, seconds: float = 2.0) -> float:
     """Frames per second of the network alone on a random batch (after a warm-up): device tensors
     when the backend keeps them (nothing crosses the bus), host arrays otherwise."""
     import torch
 
-    spec = get_model(model, scale)
     rng = np.random.default_rng(0)
     x = rng.random((batch, 3, height, width), dtype=np.float32)
-    extra = {}
-    if len(spec.inputs) > 1:
-        extra = {"kernel_code": code_map(Degradation(blur=0.5 * scale).code(), batch, height, width),
-                 "noise_level": noise_map(5.0, batch, height, width)}
-    if hasattr(backend, "infer_tensor"):
-        device = torch.device(str(getattr(backend, "device", "cpu")))
+    factor = backend.variant.factor or 2
+    extra = InputAssembler(backend.variant.inputs).arrays([run_conditioning(0.5 * factor, 5.0)] * batch,
+                                                          height, width)
+    if backend.capabilities.device_tensors:
+        device = torch.device(backend.capabilities.device)
         xt = torch.from_numpy(x).to(device)
         et = {k: torch.from_numpy(v).to(device) for k, v in extra.items()}
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -198,24 +195,21 @@ def model_only_fps(backend, model: str, scale: int, width: int, height: int, bat
 
 
 def run_matrix(
+    base: RunConfig,
     *,
     models: Sequence[str] = ("espcn", "srresnet", "udvd"),
-    scale: int = 2,
     sizes: Sequence[tuple[int, int]] = ((960, 540), (1280, 720)),
     precisions: Sequence[str] = ("fp32", "fp16"),
     batches: Sequence[int] = (1, 4),
     backends: Sequence[str] | None = None,
-    device: str = "cuda",
     frames: int = 120,
-    codec: str = "libx264",
-    preset: str = "ultrafast",
-    compile: bool = False,
     report: Callable[[str], None] = lambda line: None,
 ) -> list[MatrixRow]:
     """Every combination of model, input size, precision, batch and backend: model-only fps
     (:func:`model_only_fps`) and end-to-end fps of a run over a synthetic clip (decode, colour,
-    inference, encode), with the stage that bounds it. fp16 is skipped on the CPU. ``compile``:
-    torch.compile the PyTorch backend (CUDA graphs on a GPU)."""
+    inference, encode), with the stage that bounds it. fp16 is skipped on the CPU. Everything
+    else (scale, device, encoder, backend options such as torch.compile) comes from ``base``."""
+    device = resolve_device(base.device)
     names = list(backends or [b for b in list_backends() if _available(b, device)])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,28 +218,32 @@ def run_matrix(
             for model, name, precision, batch in itertools.product(models, names, precisions, batches):
                 if precision == "fp16" and device == "cpu":
                     continue
-                config = RunConfig(model=model, scale=scale, backend=name, device=device, precision=precision,
-                                   batch_size=batch, audio=False, compile=compile and name == "torch",
-                                   sink=SinkConfig(codec=codec, preset=preset))
-                backend = config.load_backend()
+                config = dataclasses.replace(base, model=model, backend=name, precision=precision, batch_size=batch,
+                                             audio=False)
+                backend = load_backend(config, known_variant(config))
                 try:
-                    model_fps = model_only_fps(backend, model, scale, width, height, batch)
+                    model_fps = model_only_fps(backend, width, height, batch)
                     upscale_video(clip, Path(tmp) / "warm.mp4", config, backend=backend, stop_after=2 * batch)
                     stats = upscale_video(clip, Path(tmp) / "out.mp4", config, backend=backend)
                 finally:
                     backend.close()
                 slowest = min((s for s in stats.stages if s.fps), key=lambda s: s.fps)
-                rows.append(MatrixRow(model, scale, (width, height), name, precision, batch,
+                factor = backend.variant.factor
+                rows.append(MatrixRow(model, factor, (width, height), name, precision, batch,
                                       stats.extra["colour_on"], model_fps, stats.fps, slowest.name,
-                                      frame_gflop(model, scale, width, height)))
+                                      frame_gflop(model, factor, width, height)))
                 report(f"{model} {width}x{height} {name} {precision} b{batch}: model {model_fps:.1f} fps, "
                        f"end to end {stats.fps:.1f} fps (bound: {slowest.name})")
     return rows
 
 
-def format_matrix(rows: Sequence[MatrixRow], device: str, codec: str, preset: str, compile: bool = False) -> str:
-    """A Markdown section for BENCHMARKS.md: the machine, the software, one row per cell."""
+def format_matrix(rows: Sequence[MatrixRow], base: RunConfig) -> str:
+    """A Markdown section for BENCHMARKS.md: the machine, the software, one row per cell of a
+    :func:`run_matrix` of ``base``."""
     import torch
+
+    device, codec, preset = resolve_device(base.device), base.sink.codec, base.sink.preset
+    compile = base.backend_options.get("torch", {}).get("compile", False)
 
     if device == "cuda" and torch.cuda.is_available():
         machine = f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"

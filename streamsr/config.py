@@ -15,6 +15,7 @@ from typing import Any
 from .errors import ConfigError
 from .io.live import LiveConfig
 from .io.sink import SinkConfig
+from .models.geometry import ScaleRequest, parse_size
 
 __all__ = ["PRESETS", "RunConfig", "load_preset", "read_toml"]
 
@@ -24,7 +25,11 @@ class RunConfig:
 
     Args:
         model: registry name.
-        scale: upscale factor.
+        scale: upscale factor (None: the model's default, x2 for today's models); a float for
+            models that take any factor (see ``streamsr models``).
+        size: exact output (width, height) or "WxH" instead of ``scale``; a fixed-factor model
+            runs its smallest factor that reaches it and the output is resized to it.
+        part: for models made of parts (IRN): "down" or "up".
         backend: backend name or "auto".
         device: "auto", "cpu" or "cuda".
         precision: "fp32", "fp16" or None (fp16 on CUDA, fp32 on CPU).
@@ -50,13 +55,17 @@ class RunConfig:
         colour_on: where YUV↔RGB conversion runs: "cpu" (swscale), "device" (PyTorch on the
             inference device, 8-bit 4:2:0 only: uploads 1.5 bytes a pixel instead of 12, and the
             CPU does no per-pixel work), or "auto" (device on CUDA when the formats allow).
-        compile: PyTorch backend: ``torch.compile`` the network (CUDA graphs on a GPU).
+        backend_options: ``{backend: {option: value}}`` for the backends' own configs (e.g.
+            ``{"torch": {"compile": True, "threads": 2}}``; TOML ``[backend_options.torch]``,
+            CLI ``--backend-option torch.threads=2``), checked by name when the backend loads.
         sink: encoder settings.
         live: how live inputs are read (reconnect, watchdog).
     """
 
     model: str = "espcn"
-    scale: int = 2
+    scale: float | None = None
+    size: tuple[int, int] | None = None
+    part: str | None = None
     backend: str = "auto"
     device: str = "auto"
     precision: str | None = None
@@ -73,49 +82,27 @@ class RunConfig:
     tile: int | None = None
     tile_overlap: int = 16
     colour_on: str = "auto"
-    compile: bool = False
+    backend_options: dict = field(default_factory=dict)
     sink: SinkConfig = field(default_factory=SinkConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
 
-    def load_backend(self, backend: str | None = None):
-        """Load this run's model on its backend (tiled when ``tile`` is set).
-
-        Args:
-            backend: override of ``self.backend``.
-        """
-        from .backends import create_backend
-        from .models.registry import get_model
-
-        return create_backend(backend or self.backend, get_model(self.model, self.scale), self.scale,
-                              device=self.device, precision=self.precision, weights=self.weights,
-                              tile=self.tile, tile_overlap=self.tile_overlap,
-                              **({"compile": True} if self.compile else {}))
-
-    def hwaccel(self) -> str | None:
-        """The device type to decode on, or None for the CPU."""
-        if self.hwdec == "none":
-            return None
-        if self.hwdec != "auto":
-            return self.hwdec
-        from av.codec.hwaccel import hwdevices_available
-
-        if "cuda" not in hwdevices_available():
-            return None
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else None
-
     @property
-    def blur_width(self) -> float:
-        """The blur width a degradation-aware model is told (the default when unset)."""
-        return 0.5 * self.scale if self.blur is None else self.blur
+    def request(self) -> ScaleRequest:
+        """What this run asks of the model's geometry."""
+        return ScaleRequest(scale=self.scale, size=self.size, part=self.part)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "queue_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.scale < 1:
-            raise ConfigError(f"--scale must be a positive integer, got {self.scale}")
+        if isinstance(self.size, str):
+            object.__setattr__(self, "size", parse_size(self.size))
+        elif self.size is not None:
+            object.__setattr__(self, "size", tuple(self.size))
+        if not isinstance(self.backend_options, dict) or not all(isinstance(v, dict)
+                                                                 for v in self.backend_options.values()):
+            raise ConfigError("backend_options must map a backend name to a table of its options")
+        self.request  # noqa: B018 -- validates scale vs size
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
         if (self.noise is not None and self.noise < 0) or (self.blur is not None and self.blur < 0):

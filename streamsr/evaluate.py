@@ -14,10 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .degradation import Degradation, degradation_maps, degrade, estimate_noise
+from .backends.base import BackendBase
+from .degradation import Degradation, degrade, estimate_noise
 from .errors import InputNotFoundError
 from .metrics import bicubic_upscale, downscale, psnr_y, ssim_y
-from .models.registry import ModelSpec
+from .models.geometry import FixedFactors
+from .models.inputs import Conditioning, InputAssembler
+from .models.registry import ModelSpec, ModelVariant
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -51,23 +54,25 @@ class ImageScore:
         return self.psnr - self.psnr_bicubic
 
 
-class ModuleBackend:
-    """A PyTorch module seen as a backend (CPU, float32), for training-time validation."""
+class ModuleBackend(BackendBase):
+    """A PyTorch module seen as a backend (host arrays, float32), for training-time validation.
+
+    Args:
+        model: the network.
+        variant: which network it is (its inputs; its factor for tiling).
+    """
 
     name = "module"
 
-    def __init__(self, model: nn.Module, spec: ModelSpec):
-        self.model, self.spec = model, spec
+    def __init__(self, model: nn.Module, variant: ModelVariant):
+        self.model, self.variant = model, variant
 
     @torch.no_grad()
     def infer(self, batch: np.ndarray, extra: dict | None = None) -> np.ndarray:
         device = next(self.model.parameters()).device
         args = [torch.from_numpy(batch).to(device)]
-        args += [torch.from_numpy(extra[k]).to(device) for k in self.spec.inputs[1:]]
+        args += [torch.from_numpy(extra[k]).to(device) for k in self.variant.input_names[1:]]
         return self.model(*args).float().cpu().numpy()
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 class Upscaler:
@@ -75,17 +80,17 @@ class Upscaler:
     takes them.
 
     Args:
-        backend: anything with ``infer(batch, extra)``.
-        spec: the model's spec.
+        backend: a loaded backend (its ``variant`` says what the network takes).
         degradation: blur/noise to tell a degradation-aware model (None: clean).
         noise_auto: estimate the noise level from the LR image instead of using the given one.
     """
 
-    def __init__(self, backend, spec: ModelSpec, degradation: Degradation | None = None, noise_auto: bool = False):
-        self.backend, self.spec = backend, spec
+    def __init__(self, backend, degradation: Degradation | None = None, noise_auto: bool = False):
+        self.backend = backend
         self.degradation = degradation or Degradation()
         self.noise_auto = noise_auto
-        self.code = self.degradation.code() if len(spec.inputs) > 1 else None
+        self.inputs = InputAssembler(backend.variant.inputs)
+        self.code = self.degradation.code() if self.inputs.inputs else None
         self.last_noise: float | None = None
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
@@ -94,17 +99,17 @@ class Upscaler:
         if self.code is not None:
             sigma = estimate_noise(lr) if self.noise_auto else self.degradation.noise
             self.last_noise = sigma
-            extra = degradation_maps(self.code, sigma, 1, lr.shape[0], lr.shape[1])
+            extra = self.inputs.arrays([Conditioning(self.code, sigma)], lr.shape[0], lr.shape[1])
         y = self.backend.infer(x, extra)[0]
         return np.clip(y.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-_IMAGE_ONLY = ModelSpec(name="image-only", scales=(), paper="-")
+_IMAGE_ONLY = ModelSpec(name="image-only", geometry=FixedFactors((1,)), paper="-").variant(1)
 
 
 def upscale_array(model: nn.Module, lr: np.ndarray) -> np.ndarray:
     """Run a plain (image-only) PyTorch model on one uint8 RGB image."""
-    return Upscaler(ModuleBackend(model, _IMAGE_ONLY), _IMAGE_ONLY)(lr)
+    return Upscaler(ModuleBackend(model, _IMAGE_ONLY))(lr)
 
 
 def score_image(upscale: Callable[[np.ndarray], np.ndarray] | nn.Module, hr: np.ndarray, scale: int,
@@ -162,7 +167,8 @@ def iter_items(path: str | Path, every: int = 10, limit: int = 30) -> Iterator[t
         yield path.stem, load_rgb(path)
         return
     from .frames import Frame
-    from .io.source import Source, to_rgb
+    from .io.source import Source
+    from .swscale import to_rgb
 
     taken = 0
     with Source(path, audio=False) as src:

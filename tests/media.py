@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from streamsr.io.source import SWS_FLAGS
+from streamsr.swscale import SWS_FLAGS
 
 
 def moving_pattern(i: int, h: int, w: int) -> np.ndarray:

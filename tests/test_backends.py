@@ -49,10 +49,10 @@ def test_onnxruntime_and_torch_agree(name, scale):
     rng = np.random.default_rng(0)
     batch = rng.random((2, 3, 20, 28), dtype=np.float32)
     extra = {n: rng.random((2, c, 20, 28), dtype=np.float32) * 0.2
-             for n, c in zip(spec.inputs[1:], spec.input_channels[1:])}
+             for n, c in ((i.name, i.channels) for i in spec.inputs[1:])}
     outs = {}
     for backend in ("torch", "onnxruntime"):
-        b = create_backend(backend, spec, scale, device="cpu")
+        b = create_backend(backend, spec.variant(scale), device="cpu")
         try:
             outs[backend] = b.infer(batch, extra)
         finally:
@@ -67,7 +67,7 @@ def test_export_dynamic_shapes(tmp_path, precision):
 
     spec = get_model("espcn", 2)
     path = tmp_path / "m.onnx"
-    export_onnx(spec, 2, path, precision=precision)
+    export_onnx(spec.variant(2), path, precision=precision)
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -87,8 +87,8 @@ def test_torch_compile_matches_eager(tmp_path, small_clip):
 
     spec = get_model("espcn", 2)
     batch = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
-    eager = create_backend("torch", spec, 2, device="cpu").infer(batch)
-    compiled = create_backend("torch", spec, 2, device="cpu", compile=True)
+    eager = create_backend("torch", spec.variant(2), device="cpu").infer(batch)
+    compiled = create_backend("torch", spec.variant(2), device="cpu", options={"torch": {"compile": True}})
     out = compiled.infer(batch)
     assert compiled.compiled  # it really compiled (a failure would have fallen back to eager)
     assert np.abs(out - eager).max() < 1e-4
@@ -98,7 +98,7 @@ def test_torch_compile_matches_eager(tmp_path, small_clip):
     assert json.loads((tmp_path / "s.json").read_text())["frames_out"] == 12
     r = CliRunner().invoke(main, ["run", str(small_clip), "-o", str(tmp_path / "p.mp4"), "--backend", "onnxruntime",
                                   "--compile"])
-    assert r.exit_code == 1 and "--compile applies to the torch backend" in r.output
+    assert r.exit_code == 1 and "torch.compile applies to the torch backend" in r.output
 
 
 def test_a_compile_failure_falls_back_to_eager(caplog):
@@ -106,7 +106,7 @@ def test_a_compile_failure_falls_back_to_eager(caplog):
 
     spec = get_model("espcn", 2)
     batch = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
-    backend = create_backend("torch", spec, 2, device="cpu", compile=True)
+    backend = create_backend("torch", spec.variant(2), device="cpu", options={"torch": {"compile": True}})
 
     def broken(*args):
         raise RuntimeError("no compiler here")
@@ -114,4 +114,4 @@ def test_a_compile_failure_falls_back_to_eager(caplog):
     backend.forward = broken
     out = backend.infer(batch)
     assert not backend.compiled and "torch.compile failed (RuntimeError: no compiler here)" in caplog.text
-    assert np.abs(out - create_backend("torch", spec, 2, device="cpu").infer(batch)).max() == 0
+    assert np.abs(out - create_backend("torch", spec.variant(2), device="cpu").infer(batch)).max() == 0

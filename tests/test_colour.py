@@ -16,7 +16,7 @@ from streamsr.cli import main
 from streamsr.colour import rgb_to_yuv420, yuv420_to_rgb
 from streamsr.errors import ConfigError
 from streamsr.frames import BT601, BT709, RANGE_FULL, RANGE_LIMITED, ColourTags
-from streamsr.io.source import SWS_FLAGS, sws_colorspace, to_rgb
+from streamsr.swscale import SWS_FLAGS, sws_colorspace, to_rgb
 from streamsr.pipeline.job import upscale_video
 
 COLOURS = [ColourTags(BT601, RANGE_LIMITED), ColourTags(BT709, RANGE_LIMITED), ColourTags(BT709, RANGE_FULL),
@@ -164,22 +164,29 @@ def test_where_colour_is_converted(tmp_path, small_clip):
     with pytest.raises(ConfigError, match="onnxruntime backend works on host arrays"):
         upscale_video(small_clip, tmp_path / "b.mp4", RunConfig.from_options(backend="onnxruntime",
                                                                              colour_on="device"))
-    with pytest.raises(ConfigError, match="tiling"):
-        upscale_video(small_clip, tmp_path / "c.mp4", RunConfig.from_options(backend="torch", tile=40, tile_overlap=8,
-                                                                             colour_on="device"))
+    # tiling forwards the device tensors of the backend it wraps: the device chain stays
+    tiled = upscale_video(small_clip, tmp_path / "c.mp4", RunConfig.from_options(backend="torch", tile=40,
+                                                                                 tile_overlap=8, colour_on="device"))
+    assert tiled.extra["colour_on"] == "device" and tiled.frames_out == 12
     with pytest.raises(ConfigError, match="yuv444p is not 8-bit 4:2:0"):
         upscale_video(small_clip, tmp_path / "d.mkv", RunConfig.from_options(backend="torch", colour_on="device",
                                                                              codec="ffv1", pix_fmt="yuv444p"))
+    from streamsr.backends import load_backend
+    from streamsr.models import get_model
     from streamsr.io.sink import Sink
     from streamsr.io.source import Source
+    from streamsr.machine import Machine
     from streamsr.pipeline.job import build_stages
+    from streamsr.pipeline.plan import plan_run, plan_source
 
     for where, kind in (("auto", ToTensorStage), ("device", DeviceInferStage)):
         cfg = RunConfig.from_options(backend="torch", colour_on=where)
-        backend = cfg.load_backend()
+        backend = load_backend(cfg, get_model("espcn").variant(2))
         try:
             with Source(small_clip) as src, Sink(tmp_path / f"{where}.mp4", src.info, 128, 96, cfg.sink) as sink:
-                stages = build_stages(backend, sink, cfg)
+                plan = plan_run(cfg, src.info, tmp_path / f"{where}.mp4", plan_source(cfg, small_clip, Machine()),
+                                backend)
+                stages = build_stages(plan, backend, sink)
         finally:
             backend.close()
         assert any(isinstance(s, kind) for s in stages)

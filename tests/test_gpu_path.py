@@ -42,7 +42,7 @@ def test_shape_parsing_and_validation():
 
 
 def test_engine_key_changes_with_everything_that_invalidates_it():
-    base = {"model": "udvd", "scale": 2, "onnx": b"graph", "profile": PROFILE, "precision": "fp16",
+    base = {"variant": "udvd_x2", "onnx": b"graph", "profile": PROFILE, "precision": "fp16",
             "trt_version": "10.3.0.26", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
     name = EngineKey.make(**base).filename
     assert name == f"udvd_x2-{EngineKey.make(**base).onnx_sha}-{PROFILE}-fp16-trt10.3.0-nvidiah10080gbhbm3-sm90.engine"
@@ -54,9 +54,9 @@ def test_engine_key_changes_with_everything_that_invalidates_it():
 
 def test_engine_cache_list_stale_clean(tmp_path):
     cache = EngineCache(tmp_path)
-    key = EngineKey.make("espcn", 2, b"g", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
-    old = EngineKey.make("espcn", 2, b"old graph", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
-    other = EngineKey.make("udvd", 2, b"g", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
+    key = EngineKey.make("espcn_x2", b"g", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
+    old = EngineKey.make("espcn_x2", b"old graph", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
+    other = EngineKey.make("udvd_x2", b"g", PROFILE, "fp16", "10.3.0", "H100", (9, 0))
     for k in (key, old, other):
         cache.path(k).write_bytes(b"x")
     cache.timing_cache.write_bytes(b"t")
@@ -101,9 +101,9 @@ def test_tiled_and_whole_frame_agree(name):
     rng = np.random.default_rng(0)
     batch = rng.random((1, 3, 70, 90), dtype=np.float32)
     extra = {n: rng.random((1, c, 70, 90), dtype=np.float32) * 0.1
-             for n, c in zip(spec.inputs[1:], spec.input_channels[1:])}
-    whole = ModuleBackend(model, spec).infer(batch, extra)
-    tiled = TiledBackend(ModuleBackend(model, spec), scale, tile=48, overlap=16).infer(batch, extra)
+             for n, c in ((i.name, i.channels) for i in spec.inputs[1:])}
+    whole = ModuleBackend(model, spec.variant(scale)).infer(batch, extra)
+    tiled = TiledBackend(ModuleBackend(model, spec.variant(scale)), tile=48, overlap=16).infer(batch, extra)
     assert tiled.shape == whole.shape
     assert _psnr(tiled, whole) > 50
 
@@ -114,8 +114,8 @@ def test_torch_cuda_fp16_matches_cpu():
 
     spec = get_model("espcn", 2)
     batch = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
-    cpu = create_backend("torch", spec, 2, device="cpu").infer(batch)
-    gpu = create_backend("torch", spec, 2, device="cuda", precision="fp16").infer(batch)
+    cpu = create_backend("torch", spec.variant(2), device="cpu").infer(batch)
+    gpu = create_backend("torch", spec.variant(2), device="cuda", precision="fp16").infer(batch)
     assert _psnr(cpu, gpu) > 40
 
 
@@ -146,8 +146,9 @@ def test_tensorrt_engine_matches_torch(tmp_path, precision):
 
     spec = get_model("espcn", 2)
     batch = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
-    ref = create_backend("torch", spec, 2, device="cpu").infer(batch)
-    trt = create_backend("tensorrt", spec, 2, device="cuda", precision=precision, engine_dir=str(tmp_path))
+    ref = create_backend("torch", spec.variant(2), device="cpu").infer(batch)
+    trt = create_backend("tensorrt", spec.variant(2), device="cuda", precision=precision,
+                         options={"tensorrt": {"engine_dir": str(tmp_path)}})
     out = trt.infer(batch)
     assert _psnr(ref, out) > (40 if precision == "fp16" else 60)
     assert len(EngineCache(tmp_path).list()) == 1  # built once, cached

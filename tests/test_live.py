@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from media import audio_summary, make_video, read_video
 
 from streamsr import RunConfig
-from streamsr.backends import create_backend
+from streamsr.backends import Capabilities, WrappedBackend, create_backend
 from streamsr.cli import main
 from streamsr.io.live import LiveConfig
 from streamsr.models import get_model
@@ -27,13 +27,14 @@ FAST_RECONNECT = LiveConfig(read_timeout=2.0, open_timeout=3.0, backoff_initial=
                             reconnect_max_wait=20.0)
 
 
-class SlowBackend:
-    """Wraps a real backend and makes every call take at least ``delay`` seconds."""
+class SlowBackend(WrappedBackend):
+    """Wraps a real backend and makes every call take at least ``delay`` seconds (host arrays only)."""
 
     name = "slow"
+    capabilities = Capabilities()
 
     def __init__(self, delay: float):
-        self.inner = create_backend("torch", get_model("espcn", 2), 2, device="cpu")
+        super().__init__(create_backend("torch", get_model("espcn", 2).variant(2), device="cpu"))
         self.delay = delay
 
     def infer(self, batch, extra=None):
@@ -41,9 +42,6 @@ class SlowBackend:
         out = self.inner.infer(batch, extra)
         time.sleep(max(0.0, self.delay - (time.monotonic() - t0)))
         return out
-
-    def close(self):
-        self.inner.close()
 
 
 def _times(path):

@@ -4,6 +4,7 @@ import torch
 
 from streamsr.errors import UnknownModelError, UnsupportedScaleError, WeightsError
 from streamsr.models import (
+    FixedFactors,
     ModelSpec,
     build_model,
     get_model,
@@ -18,7 +19,7 @@ CASES = [(name, scale) for name in list_models() for scale in get_model(name).sc
 def test_registry_lists_espcn_and_refuses_duplicates():
     assert "espcn" in list_models()
     with pytest.raises(ValueError, match="already registered"):
-        register_model(ModelSpec(name="espcn", scales=(2,), paper="-"))(lambda s: None)
+        register_model(ModelSpec(name="espcn", geometry=FixedFactors((2,)), paper="-"))(lambda s: None)
 
 
 def test_unknown_model_lists_available():
@@ -35,7 +36,7 @@ def test_unsupported_scale():
 
 
 def _inputs(spec, n, h, w):
-    return [torch.rand(n, c, h, w) for c in spec.input_channels]
+    return [torch.rand(n, i.channels, h, w) for i in spec.inputs]
 
 
 @pytest.mark.parametrize("name,scale", CASES)
@@ -86,8 +87,8 @@ def test_shipped_weights_beat_bicubic_on_validation_frame(name, scale):
     from streamsr.evaluate import ModuleBackend, Upscaler, score_image
 
     spec = get_model(name)
-    deg = Degradation(blur=0.5 * scale, noise=5.0) if len(spec.inputs) > 1 else None
-    up = Upscaler(ModuleBackend(build_model(name, scale), spec), spec, deg)
+    deg = Degradation(blur=0.5 * scale, noise=5.0) if spec.conditioned else None
+    up = Upscaler(ModuleBackend(build_model(name, scale), spec.variant(scale)), deg)
     gains = [score_image(up, f, scale, degradation=deg, seed=i).gain for i, f in enumerate(_vtest_frames())]
     assert np.mean(gains) > 0.2, gains
 
@@ -101,7 +102,7 @@ def test_udvd_told_clean_input_keeps_up_with_srresnet():
     gains = {}
     for name in ("udvd", "srresnet"):
         spec = get_model(name)
-        up = Upscaler(ModuleBackend(build_model(name, 2), spec), spec, Degradation() if name == "udvd" else None)
+        up = Upscaler(ModuleBackend(build_model(name, 2), spec.variant(2)), Degradation() if name == "udvd" else None)
         gains[name] = np.mean([score_image(up, f, 2).gain for f in _vtest_frames()])
     assert gains["udvd"] > 1.0 and gains["udvd"] > gains["srresnet"] - 0.3, gains
 
@@ -116,7 +117,7 @@ def test_udvd_beats_espcn_on_degraded_input():
     scores = {}
     for name in ("udvd", "espcn"):
         spec = get_model(name)
-        up = Upscaler(ModuleBackend(build_model(name, 2), spec), spec, deg)
+        up = Upscaler(ModuleBackend(build_model(name, 2), spec.variant(2)), deg)
         scores[name] = np.mean([score_image(up, f, 2, degradation=deg, seed=i).psnr for i, f in enumerate(frames)])
     assert scores["udvd"] > scores["espcn"] + 1.0, scores
 

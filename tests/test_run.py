@@ -10,7 +10,8 @@ from media import audio_packets, make_video, moving_pattern, read_video
 
 from streamsr import RunConfig, SinkConfig, upscale_video
 from streamsr.frames import ColourTags
-from streamsr.io import Source, to_rgb
+from streamsr.io import Source
+from streamsr.swscale import to_rgb
 from streamsr.metrics import bicubic_upscale, downscale, psnr_y
 
 

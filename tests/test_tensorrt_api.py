@@ -67,7 +67,7 @@ def test_version_guards_on_real_releases():
 @pytest.mark.parametrize("model", ["espcn", "udvd"])
 def test_build_engine_speaks_the_release_api(trt, tmp_path, model):
     spec = get_model(model, 2)
-    inputs = dict(zip(spec.inputs, spec.input_channels))
+    inputs = {i.name: i.channels for i in spec.inputs}
     cache = tmp_path / "timing.cache"
     data = build_engine(b"onnx bytes", inputs, PROFILE, "fp16", timing_cache=cache)
     assert isinstance(data, bytes) and data
@@ -112,11 +112,11 @@ def no_gpu_needed(monkeypatch):
 @pytest.mark.parametrize("model", ["espcn", "udvd"])
 def test_runtime_builds_caches_loads_and_executes(trt, no_gpu_needed, tmp_path, model):
     spec = get_model(model, 2)
-    backend = TensorRTBackend(spec, 2, TensorRTConfig(precision="fp16", engine_dir=str(tmp_path)))
+    backend = TensorRTBackend(spec.variant(2), TensorRTConfig(precision="fp16", engine_dir=str(tmp_path)))
     backend.device = torch.device("cpu")
     n, h, w = 2, 24, 32
     trt.returns["IExecutionContext.get_tensor_shape"] = lambda name: (n, 3, 2 * h, 2 * w)
-    tensors = {name: torch.zeros(n, c, h, w) for name, c in zip(spec.inputs, spec.input_channels)}
+    tensors = {i.name: torch.zeros(n, i.channels, h, w) for i in spec.inputs}
     out = backend._execute(tensors)
     assert tuple(out.shape) == (n, 3, 2 * h, 2 * w)
     assert len(trt.called("Builder.build_serialized_network")) == 1
@@ -125,12 +125,12 @@ def test_runtime_builds_caches_loads_and_executes(trt, no_gpu_needed, tmp_path, 
     assert {a[0]: a[1] for a, _ in trt.called("IExecutionContext.set_input_shape")} == \
         {name: tuple(t.shape) for name, t in tensors.items()}
     addresses = dict(a for a, _ in trt.called("IExecutionContext.set_tensor_address"))
-    assert set(addresses) == {*spec.inputs, OUTPUT_NAME} and addresses[OUTPUT_NAME] == out.data_ptr()
+    assert set(addresses) == {*(i.name for i in spec.inputs), OUTPUT_NAME} and addresses[OUTPUT_NAME] == out.data_ptr()
     assert trt.called("IExecutionContext.execute_async_v3") == [((_Stream.cuda_stream,), {})]
 
     # a second backend finds the cached engine: no build, one deserialize
     trt.calls.clear()
-    again = TensorRTBackend(spec, 2, TensorRTConfig(precision="fp16", engine_dir=str(tmp_path)))
+    again = TensorRTBackend(spec.variant(2), TensorRTConfig(precision="fp16", engine_dir=str(tmp_path)))
     again.device = torch.device("cpu")
     again._execute(tensors)
     assert not trt.called("Builder.build_serialized_network")
@@ -139,28 +139,28 @@ def test_runtime_builds_caches_loads_and_executes(trt, no_gpu_needed, tmp_path, 
 
 def test_runtime_reports_a_failed_execution(trt, no_gpu_needed, tmp_path):
     spec = get_model("espcn", 2)
-    backend = TensorRTBackend(spec, 2, TensorRTConfig(precision="fp32", engine_dir=str(tmp_path)))
+    backend = TensorRTBackend(spec.variant(2), TensorRTConfig(precision="fp32", engine_dir=str(tmp_path)))
     backend.device = torch.device("cpu")
     trt.returns["IExecutionContext.get_tensor_shape"] = lambda name: (1, 3, 32, 32)
     trt.returns["IExecutionContext.execute_async_v3"] = False
     with pytest.raises(RuntimeError, match="TensorRT execution failed"):
-        backend._execute({spec.inputs[0]: torch.zeros(1, 3, 16, 16)})
+        backend._execute({"image": torch.zeros(1, 3, 16, 16)})
 
 
 def test_runtime_refuses_frames_outside_the_profile_and_foreign_engines(trt, no_gpu_needed, tmp_path):
     from streamsr.errors import ConfigError
 
     spec = get_model("espcn", 2)
-    backend = TensorRTBackend(spec, 2, TensorRTConfig(precision="fp16", engine_dir=str(tmp_path), profile=PROFILE))
+    backend = TensorRTBackend(spec.variant(2), TensorRTConfig(precision="fp16", engine_dir=str(tmp_path), profile=PROFILE))
     backend.device = torch.device("cpu")
     trt.returns["IExecutionContext.get_tensor_shape"] = lambda name: (1, 3, 200, 200)
     with pytest.raises(ConfigError, match="outside the engine's profile.*--tile"):
-        backend._execute({spec.inputs[0]: torch.zeros(1, 3, 100, 100)})  # max is 48x64
+        backend._execute({"image": torch.zeros(1, 3, 100, 100)})  # max is 48x64
     with pytest.raises(ConfigError, match="outside the engine's profile"):
-        backend._execute({spec.inputs[0]: torch.zeros(5, 3, 24, 32)})  # max batch is 4
+        backend._execute({"image": torch.zeros(5, 3, 24, 32)})  # max batch is 4
     assert not trt.called("IExecutionContext.execute_async_v3")
     built = EngineCache(tmp_path).list()[0]
     other = tmp_path / built.name.replace("espcn_x2", "udvd_x2")
     other.write_bytes(built.read_bytes())
     with pytest.raises(ConfigError, match="does not match"):
-        TensorRTBackend(spec, 2, TensorRTConfig(precision="fp16", engine=str(other)))
+        TensorRTBackend(spec.variant(2), TensorRTConfig(precision="fp16", engine=str(other)))

@@ -34,7 +34,7 @@ _BACKENDS: dict = {}
 
 def _backend(name: str, scale: int):
     if (name, scale) not in _BACKENDS:
-        _BACKENDS[name, scale] = create_backend("onnxruntime", get_model(name, scale), scale, device="cpu")
+        _BACKENDS[name, scale] = create_backend("onnxruntime", get_model(name, scale).variant(scale), device="cpu")
     return _BACKENDS[name, scale]
 
 
@@ -42,10 +42,10 @@ def grid_cell(images: list[np.ndarray], scale: int, deg: Degradation) -> dict[st
     """Mean Y-PSNR of bicubic, ESPCN, SRResNet and UDVD (told / estimating the noise) on the same
     degraded LR images (noise seeded per image)."""
     ups = {
-        "espcn": Upscaler(_backend("espcn", scale), get_model("espcn"), deg),
-        "srresnet": Upscaler(_backend("srresnet", scale), get_model("srresnet"), deg),
-        "udvd": Upscaler(_backend("udvd", scale), get_model("udvd"), deg),
-        "udvd_auto": Upscaler(_backend("udvd", scale), get_model("udvd"), deg, noise_auto=True),
+        "espcn": Upscaler(_backend("espcn", scale), deg),
+        "srresnet": Upscaler(_backend("srresnet", scale), deg),
+        "udvd": Upscaler(_backend("udvd", scale), deg),
+        "udvd_auto": Upscaler(_backend("udvd", scale), deg, noise_auto=True),
     }
     sums = {k: [] for k in ["bicubic", *ups]}
     for i, hr in enumerate(images):
@@ -59,7 +59,7 @@ def grid_cell(images: list[np.ndarray], scale: int, deg: Degradation) -> dict[st
 def clean_table(name: str, scale: int) -> str:
     spec = get_model(name, scale)
     path = weights_path(spec, scale)
-    scores = score_items(Upscaler(_backend(name, scale), spec), VAL, scale)
+    scores = score_items(Upscaler(_backend(name, scale)), VAL, scale)
     recipe = json.loads(path.with_suffix(".json").read_text())
     rows = "\n".join(f"| {s.name} | {s.psnr_bicubic:.2f} | {s.psnr:.2f} | {s.gain:+.2f} | {s.ssim_bicubic:.4f} | "
                      f"{s.ssim:.4f} |" for s in scores)

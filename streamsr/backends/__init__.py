@@ -4,9 +4,14 @@ from . import onnxruntime_backend, tensorrt_backend, torch_backend  # noqa: F401
 from .base import (
     PREFERENCE,
     Backend,
+    BackendBase,
+    Capabilities,
+    WrappedBackend,
+    backend_option_names,
     create_backend,
     get_backend_class,
     list_backends,
+    load_backend,
     resolve_backend,
     resolve_device,
 )
@@ -15,10 +20,15 @@ from .export import export_onnx
 __all__ = [
     "PREFERENCE",
     "Backend",
+    "BackendBase",
+    "Capabilities",
+    "WrappedBackend",
+    "backend_option_names",
     "create_backend",
     "export_onnx",
     "get_backend_class",
     "list_backends",
+    "load_backend",
     "resolve_backend",
     "resolve_device",
 ]

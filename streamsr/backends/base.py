@@ -1,32 +1,72 @@
-"""Inference backend protocol and registry.
+"""Inference backend protocol, capabilities and registry.
 
-A backend turns an N×C×H×W float32 batch in [0, 1] into the upscaled batch (not clamped). Each
-backend has one frozen, keyword-only config dataclass. ``auto`` walks :data:`PREFERENCE` and takes
-the first backend available for the device; there is no if/elif ladder over names.
+A backend turns an N×C×H×W float32 batch in [0, 1] into the upscaled batch (not clamped). It
+declares its :class:`Capabilities` (where it runs, whether it takes device tensors, its largest
+batch); wrappers (tiling, the multi-camera hub) forward them through :class:`WrappedBackend`.
+Each backend has one frozen, keyword-only config dataclass whose fields are reachable from the CLI
+(``--backend-option torch.threads=2``) and TOML (``[backend.torch]`` tables), checked by name.
+``auto`` walks :data:`PREFERENCE` and takes the first backend available for the device; there is
+no if/elif ladder over names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
-from ..models.registry import ModelSpec
+from ..models.registry import ModelVariant
 
 __all__ = [
     "PREFERENCE",
     "Backend",
+    "BackendBase",
     "BackendInfo",
+    "Capabilities",
+    "WrappedBackend",
+    "backend_option_names",
+    "coerce_backend_options",
     "create_backend",
     "get_backend_class",
     "list_backends",
+    "load_backend",
     "register_backend",
     "resolve_backend",
     "resolve_device",
 ]
+
+#: fields of a backend's config that the run sets (not user options)
+_RUN_FIELDS = ("device", "precision")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a loaded backend offers its callers.
+
+    Args:
+        location: "host" (numpy arrays in and out, computed in this process), "torch" (also
+            torch tensors on ``device``, results left there), or "remote" (another process/machine).
+        device: the torch device its tensors live on ("cpu", "cuda", "cuda:1"); for a remote
+            backend, where it runs (informational).
+        device_tensors: ``infer_tensor`` takes and returns tensors on ``device`` (the device colour
+            chain needs it).
+        max_batch: the largest batch it takes (None: no limit of its own).
+    """
+
+    location: str = "host"
+    device: str = "cpu"
+    device_tensors: bool = False
+    max_batch: int | None = None
+
+    @property
+    def on_cuda(self) -> bool:
+        """Whether its tensors live on a CUDA device."""
+        return self.device_tensors and self.device.startswith("cuda")
 
 
 @runtime_checkable
@@ -34,6 +74,8 @@ class Backend(Protocol):
     """What every backend offers."""
 
     name: ClassVar[str]
+    variant: ModelVariant
+    capabilities: Capabilities
 
     @classmethod
     def available(cls, device: str) -> bool:
@@ -46,17 +88,67 @@ class Backend(Protocol):
     def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Run the network on an N×C×H×W float32 batch; ``extra`` holds further named inputs."""
 
+    def infer_tensor(self, x, extra: dict | None = None):
+        """Like :meth:`infer` on tensors on ``capabilities.device`` (when ``device_tensors``)."""
+
     def close(self) -> None:
         """Release device memory and sessions."""
 
 
+class BackendBase:
+    """Shared behaviour: no device tensors unless a backend says otherwise."""
+
+    name: ClassVar[str] = "?"
+    variant: ModelVariant
+    capabilities: Capabilities = Capabilities()
+
+    def infer_tensor(self, x, extra: dict | None = None):
+        raise ConfigError(f"the {self.name} backend works on host arrays, not device tensors")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class WrappedBackend(BackendBase):
+    """A backend around another one (tiling, the multi-camera hub's client): forwards its name,
+    variant and capabilities, so callers see what the inner backend can do.
+
+    Args:
+        inner: the wrapped backend.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def variant(self) -> ModelVariant:  # type: ignore[override]
+        return self.inner.variant
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return self.inner.capabilities
+
+    def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        return self.inner.infer(batch, extra)
+
+    def infer_tensor(self, x, extra: dict | None = None):
+        return self.inner.infer_tensor(x, extra)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @dataclass(frozen=True)
 class BackendInfo:
-    """Registry entry: the class and how to build its config from generic options."""
+    """Registry entry: the class and its frozen config class."""
 
     name: str
     cls: type
-    make: Callable[..., Any]
+    config: type
 
 
 _BACKENDS: dict[str, BackendInfo] = {}
@@ -68,9 +160,10 @@ PREFERENCE: dict[str, tuple[str, ...]] = {
 }
 
 
-def register_backend(name: str) -> Callable[[type], type]:
-    """Class decorator adding a backend under ``name``; the class needs a ``create`` classmethod
-    ``create(spec, scale, *, device, precision, weights) -> Backend``.
+def register_backend(name: str, config: type) -> Callable[[type], type]:
+    """Class decorator adding a backend under ``name``. The class is built as
+    ``cls(variant, config_instance, weights)``; ``config`` is its frozen keyword-only dataclass,
+    whose fields other than device/precision are the user's options for it.
 
     Raises:
         ValueError: the name is taken.
@@ -80,7 +173,7 @@ def register_backend(name: str) -> Callable[[type], type]:
         if name in _BACKENDS:
             raise ValueError(f"backend {name!r} is already registered")
         cls.name = name
-        _BACKENDS[name] = BackendInfo(name, cls, cls.create)
+        _BACKENDS[name] = BackendInfo(name, cls, config)
         return cls
 
     return wrap
@@ -97,12 +190,63 @@ def get_backend_class(name: str) -> type:
     Raises:
         ConfigError: unknown name (lists the known ones).
     """
+    return _info(name).cls
+
+
+def _info(name: str) -> BackendInfo:
     try:
-        return _BACKENDS[name].cls
+        return _BACKENDS[name]
     except KeyError:
         raise ConfigError(
             f"unknown backend {name!r}; available: auto, {', '.join(list_backends())}"
         ) from None
+
+
+def backend_option_names(name: str) -> list[str]:
+    """The options a user may set for backend ``name`` (its config's fields but device/precision)."""
+    return [f.name for f in dataclasses.fields(_info(name).config) if f.name not in _RUN_FIELDS]
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """A CLI string (or TOML value) as the field's type: bool, int, float, str, or a class
+    with ``from_text``; Optional[...] takes "none"."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if args and type(None) in typing.get_args(kind):
+        if isinstance(value, str) and value.lower() == "none":
+            return None
+        kind = args[0]
+    if not isinstance(value, str) or kind is str:
+        return value
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes", "on")
+        if kind in (int, float):
+            return kind(value)
+        if hasattr(kind, "from_text"):
+            return kind.from_text(value)
+    except ValueError:
+        raise ConfigError(f"backend option {where}: cannot read {value!r} as {getattr(kind, '__name__', kind)}") from None
+    return value
+
+
+def coerce_backend_options(options: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Check ``{backend: {option: value}}`` by name and turn strings into each field's type.
+
+    Raises:
+        ConfigError: an unknown backend or option (the message lists the known ones), a bad value.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, opts in options.items():
+        info = _info(name)
+        hints = typing.get_type_hints(info.config)
+        known = backend_option_names(name)
+        for key, value in opts.items():
+            if key not in known:
+                raise ConfigError(f"unknown option {key!r} for the {name} backend; it has: {', '.join(known)}")
+            out.setdefault(name, {})[key] = _coerce(value, hints[key], f"{name}.{key}")
+    return out
 
 
 def resolve_device(device: str) -> str:
@@ -141,40 +285,56 @@ def resolve_backend(name: str, device: str) -> str:
 
 def create_backend(
     name: str,
-    spec: ModelSpec,
-    scale: int,
+    variant: ModelVariant,
     *,
     device: str = "auto",
     precision: str | None = None,
     weights: str | None = None,
     tile: int | None = None,
     tile_overlap: int = 16,
-    **options: Any,
-) -> Backend:
-    """Resolve device and backend, then load the model on it.
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+):
+    """Resolve device and backend, then load the network on it.
 
     Args:
         name: backend name or ``auto``.
-        spec: model spec from the registry.
-        scale: upscale factor.
+        variant: the network to load (``spec.variant(factor)``).
         device: auto, cpu or cuda.
         precision: fp32 or fp16 (None = fp16 on CUDA, fp32 on CPU).
         weights: user weights file instead of the shipped ones.
         tile: run frames larger than this (LR pixels a side) tile by tile (None: whole frames).
         tile_overlap: LR pixels neighbouring tiles share.
-        options: backend-specific options (unset ones dropped by the caller).
+        options: ``{backend: {option: value}}`` (see :func:`coerce_backend_options`); the chosen
+            backend's entry configures it. Options for another backend are an error when the
+            backend was named (``--backend onnxruntime`` with torch options), and are left unused
+            under ``auto`` (a preset may tune every backend it could get).
     """
+    options = coerce_backend_options(options or {})
     device = resolve_device(device)
     chosen = resolve_backend(name, device)
     if precision is None:
         precision = "fp16" if device == "cuda" else "fp32"
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"unknown precision {precision!r}; use fp32 or fp16")
-    if options.get("compile") and chosen != "torch":
-        raise ConfigError(f"--compile applies to the torch backend, and this run uses {chosen}; add --backend torch")
-    backend = _BACKENDS[chosen].make(spec, scale, device=device, precision=precision, weights=weights, **options)
+    if name != "auto":
+        for other, opts in options.items():
+            if other != chosen and opts:
+                spelled = ", ".join(f"{other}.{k}" for k in opts)
+                raise ConfigError(f"{spelled} applies to the {other} backend, and this run uses {chosen}; "
+                                  f"add --backend {other}")
+    info = _BACKENDS[chosen]
+    config = info.config(device=device, precision=precision, **options.get(chosen, {}))
+    backend = info.cls(variant, config, weights)
     if tile:
         from .tiling import TiledBackend
 
-        backend = TiledBackend(backend, scale, tile, tile_overlap)
+        backend = TiledBackend(backend, tile, tile_overlap)
     return backend
+
+
+def load_backend(config, variant: ModelVariant):
+    """Load ``variant`` on the backend a :class:`~streamsr.config.RunConfig` asks for (tiled
+    when it sets ``tile``)."""
+    return create_backend(config.backend, variant, device=config.device, precision=config.precision,
+                          weights=config.weights, tile=config.tile, tile_overlap=config.tile_overlap,
+                          options=config.backend_options)

@@ -2,7 +2,9 @@
 
 An engine's file name encodes everything that invalidates it::
 
-    {model}_x{scale}-{onnx sha256[:12]}-{min}_{opt}_{max}-{precision}-trt{version}-{gpu}-sm{cc}.engine
+    {variant}-{onnx sha256[:12]}-{min}_{opt}_{max}-{precision}-trt{version}-{gpu}-sm{cc}.engine
+
+where the variant names the network (``espcn_x2``, ``irn_x2-down``: see ModelVariant.name)
 
 so a new ONNX export, another profile, precision, TensorRT version or GPU never reuses it. The
 builder supports TensorRT 10 and 11: networks are created strongly typed where the flag exists
@@ -88,6 +90,14 @@ class ShapeProfile:
         """From three ``NxCxHxW`` strings."""
         return cls(Shape.parse(min_shape), Shape.parse(opt_shape), Shape.parse(max_shape))
 
+    @classmethod
+    def from_text(cls, text: str) -> ShapeProfile:
+        """From ``"MIN,OPT,MAX"`` (a backend option: ``--backend-option tensorrt.profile=...``)."""
+        parts = text.replace("_", ",").split(",")
+        if len(parts) != 3:
+            raise ConfigError(f"a shape profile is MIN,OPT,MAX, e.g. 1x3x64x64,1x3x540x960,4x3x1080x1920; got {text!r}")
+        return cls.parse(*parts)
+
     def covers(self, n: int, h: int, w: int) -> bool:
         """Whether a batch of n frames of h×w fits."""
         return (self.min.n <= n <= self.max.n and self.min.h <= h <= self.max.h
@@ -105,8 +115,7 @@ def _slug(text: str) -> str:
 class EngineKey:
     """Everything that invalidates an engine."""
 
-    model: str
-    scale: int
+    variant: str
     onnx_sha: str
     profile: ShapeProfile
     precision: str
@@ -115,23 +124,24 @@ class EngineKey:
     compute_capability: str
 
     @classmethod
-    def make(cls, model: str, scale: int, onnx: bytes, profile: ShapeProfile, precision: str,
+    def make(cls, variant: str, onnx: bytes, profile: ShapeProfile, precision: str,
              trt_version: str, gpu: str, compute_capability: tuple[int, int] | str) -> EngineKey:
-        """Build a key; ``onnx`` is the serialized graph (hashed)."""
+        """Build a key; ``variant`` is the network's name (ModelVariant.name), ``onnx`` the
+        serialized graph (hashed)."""
         cc = compute_capability if isinstance(compute_capability, str) else f"{compute_capability[0]}{compute_capability[1]}"
-        return cls(model, scale, hashlib.sha256(onnx).hexdigest()[:12], profile, precision,
+        return cls(variant, hashlib.sha256(onnx).hexdigest()[:12], profile, precision,
                    ".".join(trt_version.split(".")[:3]), _slug(gpu), cc)
 
     @property
     def filename(self) -> str:
         """The engine's file name."""
-        return (f"{self.model}_x{self.scale}-{self.onnx_sha}-{self.profile}-{self.precision}"
+        return (f"{self.variant}-{self.onnx_sha}-{self.profile}-{self.precision}"
                 f"-trt{self.trt_version}-{self.gpu}-sm{self.compute_capability}.engine")
 
     @property
     def family(self) -> str:
-        """Prefix shared by engines of the same model and scale (stale ones included)."""
-        return f"{self.model}_x{self.scale}-"
+        """Prefix shared by engines of the same network (stale ones included)."""
+        return f"{self.variant}-"
 
 
 class EngineCache:
@@ -153,7 +163,7 @@ class EngineCache:
         return sorted(self.folder.glob("*.engine")) if self.folder.is_dir() else []
 
     def stale(self, key: EngineKey) -> list[Path]:
-        """Engines of the same model and scale that do not match ``key`` (another ONNX, precision,
+        """Engines of the same network that do not match ``key`` (another ONNX, precision,
         TensorRT version or GPU)."""
         return [p for p in self.list() if p.name.startswith(key.family) and p.name != key.filename]
 

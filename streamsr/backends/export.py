@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
-from ..models.registry import ModelSpec, build_model
+from ..models.registry import ModelVariant
 
 __all__ = ["OPSET", "OUTPUT_NAME", "check_onnx", "export_onnx"]
 
@@ -35,14 +35,15 @@ class _Fp16Graph(nn.Module):
         return self.model(*(x.half() for x in inputs)).float()
 
 
-def _dummy_inputs(spec: ModelSpec, batch: int, height: int, width: int) -> list[torch.Tensor]:
+def _dummy_inputs(variant: ModelVariant, batch: int, height: int, width: int) -> list[torch.Tensor]:
+    """Random inputs for an h×w LR batch, each of its declared channels (every input is on the
+    LR grid today: :class:`~streamsr.models.inputs.InputAssembler` refuses others)."""
     g = torch.Generator().manual_seed(0)
-    return [torch.rand(batch, c, height, width, generator=g) for c in spec.input_channels]
+    return [torch.rand(batch, i.channels, height, width, generator=g) for i in variant.inputs]
 
 
 def export_onnx(
-    spec: ModelSpec,
-    scale: int,
+    variant: ModelVariant,
     path: str | Path | None = None,
     *,
     precision: str = "fp32",
@@ -52,8 +53,7 @@ def export_onnx(
     """Export a registered model to ONNX.
 
     Args:
-        spec: model spec.
-        scale: upscale factor.
+        variant: the network (``spec.variant(factor)``).
         path: where to write the file (None: only return the bytes).
         precision: "fp32" or "fp16" (fp16 weights and casts inside the graph).
         weights: user weights instead of the shipped ones.
@@ -67,9 +67,9 @@ def export_onnx(
     """
     if precision not in ("fp32", "fp16"):
         raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16")
-    model = build_model(spec.name, scale, weights=weights)
+    model = variant.build(weights=weights)
     net = _Fp16Graph(model) if precision == "fp16" else model
-    names = list(spec.inputs)
+    names = list(variant.input_names)
     dynamic = {n: {0: "batch", 2: "height", 3: "width"} for n in names}
     dynamic[OUTPUT_NAME] = {0: "batch", 2: "out_height", 3: "out_width"}
     buf = io.BytesIO()
@@ -77,27 +77,27 @@ def export_onnx(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
             torch.onnx.export(
-                net, tuple(_dummy_inputs(spec, 1, 32, 32)), buf, dynamo=False,
+                net, tuple(_dummy_inputs(variant, 1, 32, 32)), buf, dynamo=False,
                 input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=dynamic,
                 opset_version=OPSET,
             )
     except Exception as exc:  # the exporter raises many unrelated types
-        raise ExportError(f"ONNX export of {spec.name} x{scale} failed: {exc}") from exc
+        raise ExportError(f"ONNX export of {variant.name} failed: {exc}") from exc
     data = buf.getvalue()
     if check:
-        check_onnx(data, model, spec, tolerance_db=30.0 if precision == "fp16" else 60.0)
+        check_onnx(data, model, variant, tolerance_db=30.0 if precision == "fp16" else 60.0)
     if path is not None:
         Path(path).write_bytes(data)
     return data
 
 
-def check_onnx(data: bytes, model: nn.Module, spec: ModelSpec, tolerance_db: float) -> list[float]:
+def check_onnx(data: bytes, model: nn.Module, variant: ModelVariant, tolerance_db: float) -> list[float]:
     """Run the ONNX graph in ONNX Runtime (CPU) and PyTorch on two input sizes; compare by PSNR.
 
     Args:
         data: serialized ONNX model.
         model: the float32 PyTorch module it came from.
-        spec: its spec (input names).
+        variant: the network it is (input names and channels).
         tolerance_db: lowest PSNR (on [0, 1] outputs) accepted.
 
     Returns:
@@ -116,17 +116,17 @@ def check_onnx(data: bytes, model: nn.Module, spec: ModelSpec, tolerance_db: flo
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     results = []
     for batch, h, w in ((1, 24, 40), (2, 37, 29)):
-        inputs = _dummy_inputs(spec, batch, h, w)
+        inputs = _dummy_inputs(variant, batch, h, w)
         with torch.inference_mode():
             ref = model.float()(*inputs).numpy()
-        got = session.run([OUTPUT_NAME], {n: t.numpy() for n, t in zip(spec.inputs, inputs)})[0]
+        got = session.run([OUTPUT_NAME], {n: t.numpy() for n, t in zip(variant.input_names, inputs)})[0]
         if got.shape != ref.shape:
             raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {ref.shape}")
         mse = float(np.mean((np.clip(got, 0, 1) - np.clip(ref, 0, 1)) ** 2))
         psnr = math.inf if mse == 0 else 10 * math.log10(1 / mse)
         if psnr < tolerance_db:
             raise ExportError(
-                f"ONNX and PyTorch disagree on {spec.name}: PSNR {psnr:.1f} dB < {tolerance_db} dB"
+                f"ONNX and PyTorch disagree on {variant.name}: PSNR {psnr:.1f} dB < {tolerance_db} dB"
             )
         results.append(psnr)
     return results

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..models.registry import ModelSpec
-from .base import register_backend
+from ..models.registry import ModelVariant
+from .base import BackendBase, register_backend
 from .export import OUTPUT_NAME, export_onnx
 
 __all__ = ["OnnxRuntimeBackend", "OrtConfig"]
@@ -32,26 +32,22 @@ def _providers(device: str) -> list[str]:
     return (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
 
 
-@register_backend("onnxruntime")
-class OnnxRuntimeBackend:
+@register_backend("onnxruntime", OrtConfig)
+class OnnxRuntimeBackend(BackendBase):
     """Runs the exported graph with ONNX Runtime."""
 
-    def __init__(self, spec: ModelSpec, scale: int, config: OrtConfig, weights: str | None = None):
+    def __init__(self, variant: ModelVariant, config: OrtConfig, weights: str | None = None):
         import onnxruntime as ort
 
-        self.spec, self.scale, self.config = spec, scale, config
+        self.variant, self.config = variant, config
+        self.input_names = variant.input_names
         precision = config.precision if config.device == "cuda" else "fp32"
-        data = export_onnx(spec, scale, precision=precision, weights=weights, check=False)
+        data = export_onnx(variant, precision=precision, weights=weights, check=False)
         opts = ort.SessionOptions()
         if config.threads:
             opts.intra_op_num_threads = config.threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(data, opts, providers=_providers(config.device))
-
-    @classmethod
-    def create(cls, spec: ModelSpec, scale: int, *, device: str, precision: str, weights=None, **opts):
-        """Build from generic options (see :func:`streamsr.backends.create_backend`)."""
-        return cls(spec, scale, OrtConfig(device=device, precision=precision, **opts), weights)
 
     @classmethod
     def available(cls, device: str) -> bool:
@@ -71,8 +67,8 @@ class OnnxRuntimeBackend:
 
     def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Upscale an N×C×H×W float32 batch; returns float32 N×C×sH×sW."""
-        feeds = {self.spec.inputs[0]: np.ascontiguousarray(batch, dtype=np.float32)}
-        for name in self.spec.inputs[1:]:
+        feeds = {self.input_names[0]: np.ascontiguousarray(batch, dtype=np.float32)}
+        for name in self.input_names[1:]:
             feeds[name] = np.ascontiguousarray(extra[name], dtype=np.float32)
         return self.session.run([OUTPUT_NAME], feeds)[0]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
-from ..models.registry import ModelSpec
-from .base import register_backend
+from ..models.registry import ModelVariant
+from .base import BackendBase, Capabilities, register_backend
 from .engine import (
     EngineCache,
     EngineKey,
@@ -42,6 +42,7 @@ class TensorRTConfig:
     """Options of the TensorRT backend.
 
     Args:
+        device: "cuda" (TensorRT runs nowhere else).
         precision: "fp16" or "fp32" (decided at build time; part of the engine key).
         engine: an explicit engine file (refused if its key does not match this model/GPU/TRT).
         engine_dir: the engine cache folder (default: the project's engines/).
@@ -50,6 +51,7 @@ class TensorRTConfig:
         max_batch: largest batch of an automatically built engine.
     """
 
+    device: str = "cuda"
     precision: str = "fp16"
     engine: str | None = None
     engine_dir: str | None = None
@@ -63,39 +65,40 @@ def _onnx_precision(trt, precision: str) -> str:
     return precision if network_flags(trt) else "fp32"
 
 
-def engine_key_for(spec: ModelSpec, scale: int, profile: ShapeProfile, precision: str,
+def engine_key_for(variant: ModelVariant, profile: ShapeProfile, precision: str,
                    weights: str | None = None) -> tuple[EngineKey, bytes]:
-    """The engine key (and the ONNX it hashes) for a model on this machine's GPU and TensorRT."""
+    """The engine key (and the ONNX it hashes) for a network on this machine's GPU and TensorRT."""
     import tensorrt as trt
     import torch
 
-    onnx = export_onnx(spec, scale, precision=_onnx_precision(trt, precision), weights=weights)
-    key = EngineKey.make(spec.name, scale, onnx, profile, precision, trt.__version__,
+    onnx = export_onnx(variant, precision=_onnx_precision(trt, precision), weights=weights)
+    key = EngineKey.make(variant.name, onnx, profile, precision, trt.__version__,
                          torch.cuda.get_device_name(), torch.cuda.get_device_capability())
     return key, onnx
 
 
-@register_backend("tensorrt")
-class TensorRTBackend:
+@register_backend("tensorrt", TensorRTConfig)
+class TensorRTBackend(BackendBase):
     """Runs serialized TensorRT engines; builds and caches them on first use."""
 
-    def __init__(self, spec: ModelSpec, scale: int, config: TensorRTConfig, weights: str | None = None):
+    def __init__(self, variant: ModelVariant, config: TensorRTConfig, weights: str | None = None):
         import torch
 
-        self.spec, self.scale, self.config, self.weights = spec, scale, config, weights
+        if config.device != "cuda":
+            raise BackendUnavailableError("TensorRT runs on CUDA GPUs only; use --device cuda")
+        off_grid = [i.name for i in variant.inputs if i.grid != "lr"]
+        if off_grid:
+            raise ConfigError(f"the TensorRT profile covers inputs on the LR grid only, not {', '.join(off_grid)}")
+        self.variant, self.config, self.weights = variant, config, weights
+        self.input_names = variant.input_names
         self.cache = EngineCache(config.engine_dir)
         self.device = torch.device("cuda")
+        self.capabilities = Capabilities(location="torch", device="cuda", device_tensors=True,
+                                         max_batch=config.profile.max.n if config.profile else None)
         self.stream = torch.cuda.Stream()
         self.context = self.engine = self.profile = None
         if config.engine or config.profile:
             self._load(config.profile or _profile_from_name(config.engine))
-
-    @classmethod
-    def create(cls, spec: ModelSpec, scale: int, *, device: str, precision: str, weights=None, **opts):
-        """Build from generic options (see :func:`streamsr.backends.create_backend`)."""
-        if device != "cuda":
-            raise BackendUnavailableError("TensorRT runs on CUDA GPUs only; use --device cuda")
-        return cls(spec, scale, TensorRTConfig(precision=precision, **opts), weights)
 
     @classmethod
     def available(cls, device: str) -> bool:
@@ -115,7 +118,7 @@ class TensorRTBackend:
     def _load(self, profile: ShapeProfile) -> None:
         import tensorrt as trt
 
-        key, onnx = engine_key_for(self.spec, self.scale, profile, self.config.precision, self.weights)
+        key, onnx = engine_key_for(self.variant, profile, self.config.precision, self.weights)
         if self.config.engine:
             path = os.fspath(self.config.engine)
             if os.path.basename(path) != key.filename:
@@ -127,11 +130,11 @@ class TensorRTBackend:
             if not os.path.exists(path):
                 stale = self.cache.stale(key)
                 if stale:
-                    log.warning("ignoring %d stale engine(s) for %s x%d (`streamsr engines clean` removes them)",
-                                len(stale), self.spec.name, self.scale)
-                log.warning("building a TensorRT engine for %s x%d (%s, %s); this takes a while, once",
-                            self.spec.name, self.scale, self.config.precision, profile)
-                data = build_engine(onnx, dict(zip(self.spec.inputs, self.spec.input_channels)), profile,
+                    log.warning("ignoring %d stale engine(s) for %s (`streamsr engines clean` removes them)",
+                                len(stale), self.variant.name)
+                log.warning("building a TensorRT engine for %s (%s, %s); this takes a while, once",
+                            self.variant.name, self.config.precision, profile)
+                data = build_engine(onnx, {i.name: i.channels for i in self.variant.inputs}, profile,
                                     self.config.precision, self.cache.timing_cache)
                 self.cache.folder.mkdir(parents=True, exist_ok=True)
                 tmp = f"{path}.partial"
@@ -150,10 +153,10 @@ class TensorRTBackend:
         """Upscale an N×C×H×W float32 batch; returns float32 N×C×sH×sW."""
         import torch
 
-        arrays = {self.spec.inputs[0]: batch, **(extra or {})}
+        arrays = {self.input_names[0]: batch, **(extra or {})}
         with torch.cuda.stream(self.stream):
             tensors = {name: torch.from_numpy(np.ascontiguousarray(arrays[name], dtype=np.float32))
-                       .pin_memory().to(self.device, non_blocking=True) for name in self.spec.inputs}
+                       .pin_memory().to(self.device, non_blocking=True) for name in self.input_names}
         out = self._execute(tensors)
         self.stream.synchronize()
         return out.cpu().numpy()
@@ -163,8 +166,8 @@ class TensorRTBackend:
         leaving the GPU; ordered after the caller's stream and before its later work."""
         import torch
 
-        tensors = {self.spec.inputs[0]: x, **(extra or {})}
-        tensors = {name: tensors[name].to(self.device, torch.float32).contiguous() for name in self.spec.inputs}
+        tensors = {self.input_names[0]: x, **(extra or {})}
+        tensors = {name: tensors[name].to(self.device, torch.float32).contiguous() for name in self.input_names}
         caller = torch.cuda.current_stream()
         self.stream.wait_stream(caller)
         for t in tensors.values():  # the caching allocator must not reuse them before the engine ran
@@ -178,7 +181,7 @@ class TensorRTBackend:
         """Run the engine on ``self.stream`` over device tensors (one per input name)."""
         import torch
 
-        n, _, h, w = tensors[self.spec.inputs[0]].shape
+        n, _, h, w = tensors[self.input_names[0]].shape
         if self.context is None:
             self._load(ShapeProfile(Shape(1, 3, min(h, 64), min(w, 64)), Shape(n, 3, h, w),
                                     Shape(max(n, self.config.max_batch), 3, h, w)))

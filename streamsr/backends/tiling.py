@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from .base import WrappedBackend
 
 __all__ = ["TiledBackend", "tile_ranges"]
 
@@ -30,39 +31,48 @@ def tile_ranges(size: int, tile: int, overlap: int) -> list[tuple[int, int, int,
     return out
 
 
-class TiledBackend:
+class TiledBackend(WrappedBackend):
     """Wraps a backend; frames larger than ``tile`` run tile by tile (tiles of a frame batched).
+    Works on host arrays and, when the inner backend takes them, on device tensors (so tiling
+    keeps the device colour chain).
 
     Args:
-        inner: the backend.
-        scale: the model's upscale factor.
+        inner: the backend (a fixed-factor network: tiles map to output tiles by its factor).
         tile: largest LR tile side.
         overlap: LR pixels shared by neighbouring tiles on each side.
     """
 
-    def __init__(self, inner, scale: int, tile: int, overlap: int = 16):
+    def __init__(self, inner, tile: int, overlap: int = 16):
+        super().__init__(inner)
         if overlap < 0:
             raise ConfigError(f"--tile-overlap must be >= 0, got {overlap}")
+        if inner.variant.factor is None:
+            raise ConfigError(f"--tile needs a fixed-factor model; {inner.variant.name} is not one")
         tile_ranges(tile, tile, overlap)  # validates tile vs overlap
-        self.inner, self.scale, self.tile, self.overlap = inner, scale, tile, overlap
-        self.name = getattr(inner, "name", "?")
+        self.tile, self.overlap = tile, overlap
 
     def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Same contract as the inner backend's ``infer``."""
-        extra = extra or {}
+        return self._tiled(batch, extra or {}, self.inner.infer, np.ascontiguousarray,
+                           lambda shape: np.empty(shape, dtype=np.float32))
+
+    def infer_tensor(self, x, extra: dict | None = None):
+        """Same contract as the inner backend's ``infer_tensor``."""
+        import torch
+
+        return self._tiled(x, extra or {}, self.inner.infer_tensor, lambda t: t.contiguous(),
+                           lambda shape: torch.empty(shape, dtype=torch.float32, device=x.device))
+
+    def _tiled(self, batch, extra: dict, run, contiguous, empty):
         n, c, h, w = batch.shape
         if h <= self.tile and w <= self.tile:
-            return self.inner.infer(batch, extra)
-        s = self.scale
-        out = np.empty((n, c, h * s, w * s), dtype=np.float32)
+            return run(batch, extra)
+        s = self.variant.factor
+        out = empty((n, c, h * s, w * s))
         for y0, y1, ky0, ky1 in tile_ranges(h, self.tile, self.overlap):
             for x0, x1, kx0, kx1 in tile_ranges(w, self.tile, self.overlap):
-                part = self.inner.infer(np.ascontiguousarray(batch[:, :, y0:y1, x0:x1]),
-                                        {k: np.ascontiguousarray(v[:, :, y0:y1, x0:x1]) for k, v in extra.items()})
+                part = run(contiguous(batch[:, :, y0:y1, x0:x1]),
+                           {k: contiguous(v[:, :, y0:y1, x0:x1]) for k, v in extra.items()})
                 out[:, :, ky0 * s : ky1 * s, kx0 * s : kx1 * s] = \
                     part[:, :, (ky0 - y0) * s : (ky1 - y0) * s, (kx0 - x0) * s : (kx1 - x0) * s]
         return out
-
-    def close(self) -> None:
-        """Close the inner backend."""
-        self.inner.close()

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.registry import ModelSpec, build_model
-from .base import register_backend
+from ..models.registry import ModelVariant
+from .base import BackendBase, Capabilities, register_backend
 
 __all__ = ["TorchBackend", "TorchConfig"]
 
@@ -38,17 +38,19 @@ class TorchConfig:
     compile: bool = False
 
 
-@register_backend("torch")
-class TorchBackend:
+@register_backend("torch", TorchConfig)
+class TorchBackend(BackendBase):
     """Runs the registered PyTorch module directly."""
 
-    def __init__(self, spec: ModelSpec, scale: int, config: TorchConfig, weights: str | None = None):
-        self.spec, self.scale, self.config = spec, scale, config
+    def __init__(self, variant: ModelVariant, config: TorchConfig, weights: str | None = None):
+        self.variant, self.config = variant, config
+        self.input_names = variant.input_names
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device(config.device)
+        self.capabilities = Capabilities(location="torch", device=str(self.device), device_tensors=True)
         self.dtype = torch.float16 if config.precision == "fp16" and config.device == "cuda" else torch.float32
-        model = build_model(spec.name, scale, weights=weights).to(self.device, self.dtype)
+        model = variant.build(weights=weights).to(self.device, self.dtype)
         self.memory_format = (
             torch.channels_last if config.channels_last and config.device == "cuda" else torch.contiguous_format
         )
@@ -60,11 +62,6 @@ class TorchBackend:
         if config.compile:
             self.forward = torch.compile(self.model, mode="reduce-overhead" if self.graphs else None, dynamic=False)
         self.compiled = config.compile  # False once a compile failure fell back to eager
-
-    @classmethod
-    def create(cls, spec: ModelSpec, scale: int, *, device: str, precision: str, weights=None, **opts):
-        """Build from generic options (see :func:`streamsr.backends.create_backend`)."""
-        return cls(spec, scale, TorchConfig(device=device, precision=precision, **opts), weights)
 
     @classmethod
     def available(cls, device: str) -> bool:
@@ -85,7 +82,7 @@ class TorchBackend:
         """Like :meth:`infer` on tensors (any device); the result stays on the backend's device
         as float32 (the GPU path of :mod:`streamsr.colour` keeps frames there)."""
         x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
-        args = [x] + [extra[k].to(self.device, self.dtype, non_blocking=True) for k in self.spec.inputs[1:]]
+        args = [x] + [extra[k].to(self.device, self.dtype, non_blocking=True) for k in self.input_names[1:]]
         if not self.compiled:
             return self.model(*args).float()
         try:

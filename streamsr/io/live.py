@@ -84,6 +84,7 @@ class LiveSource:
     Attributes:
         info: :class:`VideoInfo` of the first connection (time base 1/90000).
         reconnects: successful reconnections so far.
+        state: "connecting" (not reached yet), "running", or "reconnecting".
         last_error: why the stream last dropped (credentials masked).
         ended_early: why the run had to give up on the stream (it stayed away longer than
             ``reconnect_max_wait``, or dropped with reconnection off); None otherwise.
@@ -101,6 +102,7 @@ class LiveSource:
         self._audio_ids: set[int] = set()
         self.notices: list[str] = []
         self.reconnects = 0
+        self.state = "connecting"
         self.last_error: str | None = None
         self.ended_early: str | None = None
         self.frames_decoded = 0
@@ -156,7 +158,9 @@ class LiveSource:
         pause = self.config.backoff_initial
         while True:
             try:
-                return self._open()
+                session = self._open()
+                self.state = "running"
+                return session
             except MediaError as exc:
                 self.last_error = str(exc)
                 if not self.config.reconnect:
@@ -223,6 +227,7 @@ class LiveSource:
                 self.ended_early = failure
                 return
             self._retire()
+            self.state = "reconnecting"
             try:
                 self._session = self._connect()
             except MediaError as exc:  # gone for good: end the run, keep what was recorded

@@ -16,20 +16,13 @@ from pathlib import Path
 from typing import BinaryIO, Self
 
 import av
-import numpy as np
 
 from ..errors import DecodeError, InputNotFoundError, MediaError
 from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
 from ..urls import mask_credentials
 from .protocols import check_protocol
 
-__all__ = ["SWS_FLAGS", "Source", "configure_decoder", "sws_colorspace", "to_rgb"]
-
-_I = av.video.reformatter.Interpolation
-#: swscale flags for every RGB<->YUV conversion: accurate rounding and full chroma resolution;
-#: the defaults drift by 1-2 code values per round trip (measured on saturated flat colours).
-SWS_FLAGS = _I.BICUBIC | _I.ACCURATE_RND | _I.FULL_CHR_H_INT | _I.FULL_CHR_H_INP
-
+__all__ = ["Source", "configure_decoder"]
 
 class _DecoderLog(logging.Handler):
     """Counts FFmpeg's error messages from one decoder (they come from its worker threads too:
@@ -74,33 +67,6 @@ def _forward_ffmpeg_errors() -> None:
             av.logging.set_level(av.logging.ERROR)
         libav.addHandler(_MaskingForwarder())
         libav.propagate = False
-
-
-# AVColorSpace -> swscale's SWS_CS_* table index (BT.601 where swscale has nothing better).
-_SWS_CS = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
-
-
-def sws_colorspace(matrix: int) -> int:
-    """swscale colorspace constant for an AVColorSpace value."""
-    return _SWS_CS.get(matrix, 5)
-
-
-def to_rgb(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
-    """Convert a decoded frame to H×W×3 uint8 full-range RGB with its own matrix and range.
-
-    Args:
-        frame: the decoded frame, any pixel format swscale reads.
-        colour: resolved colour tags of the frame.
-    """
-    rgb = frame.reformat(
-        format="rgb24",
-        src_colorspace=sws_colorspace(colour.matrix),
-        dst_colorspace=sws_colorspace(colour.matrix),
-        src_color_range=colour.range,
-        dst_color_range=RANGE_FULL,
-        interpolation=SWS_FLAGS,
-    )
-    return rgb.to_ndarray()
 
 
 def configure_decoder(cc, threads: int, low_delay: bool) -> None:

@@ -1,8 +1,11 @@
 """Super-resolution architectures; importing this package registers every model."""
 
 from . import espcn, srcnn, srresnet, udvd  # noqa: F401  (registers)
+from .geometry import ContinuousRange, FixedFactors, Geometry, Parts, ScaleRequest, resolve_geometry
+from .inputs import IMAGE, Conditioning, ModelInput, register_provider
 from .registry import (
     ModelSpec,
+    ModelVariant,
     build_model,
     count_parameters,
     get_model,
@@ -13,12 +16,23 @@ from .registry import (
 )
 
 __all__ = [
+    "IMAGE",
+    "Conditioning",
+    "ContinuousRange",
+    "FixedFactors",
+    "Geometry",
+    "ModelInput",
     "ModelSpec",
+    "ModelVariant",
+    "Parts",
+    "ScaleRequest",
     "build_model",
     "count_parameters",
     "get_model",
     "list_models",
     "load_weights",
     "register_model",
+    "register_provider",
+    "resolve_geometry",
     "weights_path",
 ]

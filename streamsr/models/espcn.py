@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .geometry import FixedFactors
 from .registry import ModelSpec, register_model
 
 __all__ = ["ESPCN"]
@@ -49,7 +50,7 @@ class ESPCN(nn.Module):
 @register_model(
     ModelSpec(
         name="espcn",
-        scales=(2, 3, 4),
+        geometry=FixedFactors((2, 3, 4)),
         paper="Shi et al., CVPR 2016, arXiv:1609.05158",
         description="sub-pixel CNN, 3 layers; fastest",
     )

@@ -1,7 +1,9 @@
 """Model registry: metadata (:class:`ModelSpec`) kept apart from constructor arguments.
 
 A model file registers a factory with :func:`register_model`; everything else asks the registry by
-name. Weights are shipped as ``models/weights/{name}_x{scale}.safetensors``.
+name. A spec declares its geometry and inputs; a :class:`ModelVariant` is one network of it (a
+factor's, a part's), the unit backends load, export and cache. Weights are shipped as
+``models/weights/{name}_x{factor}.safetensors`` (``{name}.safetensors`` for continuous models).
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import UnknownModelError, UnsupportedScaleError, WeightsError
+from ..errors import UnknownModelError, WeightsError
+from .geometry import GeometryKind, ScaleRequest
+from .inputs import IMAGE, ModelInput, conditioned
 
 __all__ = [
     "ModelSpec",
+    "ModelVariant",
     "build_model",
     "count_parameters",
     "get_model",
@@ -34,37 +39,94 @@ class ModelSpec:
 
     Args:
         name: registry name used on the command line.
-        scales: supported integer upscale factors.
         paper: the paper the architecture implements.
-        inputs: names of the network inputs, in order ("image" first; extra degradation maps after).
-        input_channels: channels of each input.
+        geometry: what it does to the picture's size (:mod:`streamsr.models.geometry`).
+        inputs: the network's inputs in call order, the image first (:mod:`streamsr.models.inputs`).
+        part_inputs: for models made of parts, each part's inputs (``(("down", (...)), ...)``).
         objective: "psnr" (fidelity) or "perceptual" (adversarially trained; PSNR is not its goal).
         colour: colour space the network works in; frames are converted to it by the pipeline.
         description: one line for ``streamsr models``.
         pad_multiple: input sides must be a multiple of this (1: any size).
+        train_loss: ``loss(model, inputs, hr) -> scalar tensor`` used by ``streamsr train``
+            for this model (None: the config's l1/mse); UDVD supervises every stage.
     """
 
     name: str
-    scales: tuple[int, ...]
     paper: str
-    inputs: tuple[str, ...] = ("image",)
-    input_channels: tuple[int, ...] = (3,)
+    geometry: GeometryKind
+    inputs: tuple[ModelInput, ...] = (IMAGE,)
+    part_inputs: tuple[tuple[str, tuple[ModelInput, ...]], ...] = ()
     objective: str = "psnr"
     colour: str = "rgb"
     description: str = ""
     pad_multiple: int = 1
-    factory: Callable[[int], nn.Module] = field(repr=False, compare=False, default=None)
+    train_loss: Callable | None = field(default=None, repr=False, compare=False)
+    factory: Callable[..., nn.Module] = field(repr=False, compare=False, default=None)
 
-    def weights_file(self, scale: int) -> str:
-        """File name of the shipped weights for ``scale``."""
-        return f"{self.name}_x{scale}.safetensors"
+    @property
+    def scales(self) -> tuple[int, ...]:
+        """Integer factors that have a network (and weights) of their own; empty for continuous models."""
+        return self.geometry.factors
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the model is told the degradation (blur, noise)."""
+        return conditioned(self.inputs)
+
+    def inputs_of(self, part: str | None = None) -> tuple[ModelInput, ...]:
+        """The inputs of ``part`` (or of the whole model)."""
+        return dict(self.part_inputs)[part] if part else self.inputs
+
+    def weights_file(self, factor: int | None) -> str:
+        """File name of the shipped weights of a factor (one file for a continuous model)."""
+        return f"{self.name}_x{factor}.safetensors" if factor is not None else f"{self.name}.safetensors"
+
+    def variant(self, factor: int | None, part: str | None = None) -> ModelVariant:
+        """The network that runs at ``factor`` (and ``part``)."""
+        return ModelVariant(self, factor, part)
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """One network of a model: a factor's (and a part's). What backends load and export.
+
+    Args:
+        spec: the model.
+        factor: the integer factor (None for continuous models).
+        part: the part (None for single-part models).
+    """
+
+    spec: ModelSpec
+    factor: int | None = None
+    part: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``espcn_x2``, ``liif``, ``irn_x2-down``: graph and engine names start with it."""
+        base = self.spec.weights_file(self.factor).removesuffix(".safetensors")
+        return f"{base}-{self.part}" if self.part else base
+
+    @property
+    def inputs(self) -> tuple[ModelInput, ...]:
+        """This network's inputs, image first."""
+        return self.spec.inputs_of(self.part)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    def build(self, *, pretrained: bool = True, weights: str | Path | None = None) -> nn.Module:
+        """The network in eval mode (see :func:`build_model`)."""
+        model = build_model(self.spec.name, self.factor, pretrained=pretrained, weights=weights)
+        return getattr(model, self.part).eval() if self.part else model
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(spec: ModelSpec) -> Callable[[Callable[[int], nn.Module]], Callable[[int], nn.Module]]:
-    """Decorator registering ``factory(scale, **variant_kwargs) -> nn.Module`` under ``spec.name``.
+def register_model(spec: ModelSpec) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering ``factory(factor, **variant_kwargs) -> nn.Module`` under ``spec.name``
+    (``factor`` is None for continuous models).
 
     Args:
         spec: the model's metadata (without factory; it is filled in here).
@@ -73,7 +135,7 @@ def register_model(spec: ModelSpec) -> Callable[[Callable[[int], nn.Module]], Ca
         ValueError: a model of that name is already registered.
     """
 
-    def wrap(factory: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if spec.name in _REGISTRY:
             raise ValueError(f"model {spec.name!r} is already registered")
         _REGISTRY[spec.name] = ModelSpec(**{**spec.__dict__, "factory": factory})
@@ -87,7 +149,7 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_model(name: str, scale: int | None = None) -> ModelSpec:
+def get_model(name: str, scale: float | None = None) -> ModelSpec:
     """Look up a model's spec, checking the scale when given.
 
     Args:
@@ -104,15 +166,12 @@ def get_model(name: str, scale: int | None = None) -> ModelSpec:
         raise UnknownModelError(
             f"unknown model {name!r}; available: {', '.join(list_models())}"
         ) from None
-    if scale is not None and scale not in spec.scales:
-        raise UnsupportedScaleError(
-            f"model {name!r} does not support scale {scale}; "
-            f"supported: {', '.join(map(str, spec.scales))}"
-        )
+    if scale is not None:
+        spec.geometry.resolve(ScaleRequest(scale=scale), 240, 240, name=name)
     return spec
 
 
-def weights_path(spec: ModelSpec, scale: int) -> Path | None:
+def weights_path(spec: ModelSpec, scale: int | None) -> Path | None:
     """Path of the shipped weights for ``spec`` at ``scale``, or None when none are shipped."""
     path = Path(str(resources.files("streamsr.models") / "weights" / spec.weights_file(scale)))
     return path if path.is_file() else None
@@ -137,13 +196,13 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def build_model(
-    name: str, scale: int, *, pretrained: bool = True, weights: str | Path | None = None
+    name: str, scale: int | None, *, pretrained: bool = True, weights: str | Path | None = None
 ) -> nn.Module:
     """Instantiate a registered model in eval mode, with weights.
 
     Args:
         name: registry name.
-        scale: upscale factor.
+        scale: the integer factor of the variant (None for continuous models).
         pretrained: load the shipped weights (error if none are shipped).
         weights: a user ``.safetensors`` file, which takes precedence over the shipped one.
 
@@ -153,7 +212,8 @@ def build_model(
     spec = get_model(name, scale)
     path = Path(weights) if weights is not None else (weights_path(spec, scale) if pretrained else None)
     if pretrained and path is None:
-        raise WeightsError(f"no shipped weights for {name} x{scale}; pass a .safetensors file with --weights")
+        raise WeightsError(f"no shipped weights for {spec.variant(scale).name}; pass a .safetensors file "
+                           "with --weights")
     model = spec.factory(scale, **(model_kwargs(path) if path is not None else {}))
     if path is not None:
         load_weights(model, path)

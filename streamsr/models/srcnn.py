@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .geometry import FixedFactors
 from .registry import ModelSpec, register_model
 
 __all__ = ["SRCNN"]
@@ -35,7 +36,7 @@ class SRCNN(nn.Module):
         return up + self.body(up)
 
 
-@register_model(ModelSpec(name="srcnn", scales=(2, 3, 4), paper="Dong et al., ECCV 2014, arXiv:1501.00092",
+@register_model(ModelSpec(name="srcnn", geometry=FixedFactors((2, 3, 4)), paper="Dong et al., ECCV 2014, arXiv:1501.00092",
                           description="classic 3-layer baseline on the bicubic image"))
 def srcnn(scale: int, **kwargs) -> nn.Module:
     """Build an untrained SRCNN."""

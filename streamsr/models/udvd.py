@@ -21,9 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .geometry import FixedFactors
+from .inputs import IMAGE, ModelInput
 from .registry import ModelSpec, register_model
 
-__all__ = ["SHIPPED_UDVD", "UDVD", "apply_dynamic_kernels", "bicubic_kernels"]
+__all__ = ["SHIPPED_UDVD", "UDVD", "apply_dynamic_kernels", "bicubic_kernels", "multistage_l1"]
 
 SHIPPED_UDVD = {"channels": 48, "blocks": 6, "refine_channels": 24}
 
@@ -149,10 +151,17 @@ class UDVD(nn.Module):
         return outputs if all_stages else y
 
 
+def multistage_l1(model: UDVD, inputs: list[Tensor], hr: Tensor) -> Tensor:
+    """The paper's training loss: L1 on the output of every dynamic-convolution module, averaged."""
+    outputs = model(*inputs, all_stages=True)
+    return sum(F.l1_loss(o, hr) for o in outputs) / len(outputs)
+
+
 @register_model(ModelSpec(
-    name="udvd", scales=(2, 4), paper="Xu et al., CVPR 2020, arXiv:2004.06965",
-    inputs=("image", "kernel_code", "noise_level"), input_channels=(3, 15, 1),
-    description="degradation-aware (blur + noise maps), dynamic convolutions"))
+    name="udvd", geometry=FixedFactors((2, 4)), paper="Xu et al., CVPR 2020, arXiv:2004.06965",
+    inputs=(IMAGE, ModelInput("kernel_code", 15, "degradation", provider="kernel_code"),
+            ModelInput("noise_level", 1, "degradation", provider="noise_level")),
+    description="degradation-aware (blur + noise maps), dynamic convolutions", train_loss=multistage_l1))
 def udvd(scale: int, **kwargs) -> nn.Module:
     """Build an untrained UDVD (shipped variant unless kwargs say otherwise)."""
     return UDVD(scale, **{**SHIPPED_UDVD, **kwargs})

@@ -22,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends.base import load_backend
 from ..config import RunConfig, read_toml
 from ..errors import ConfigError, StreamSRError
 from ..urls import mask_credentials
 from .hub import InferenceHub
 from .job import RunHandle, upscale_video
+from .plan import known_variant
 from .stats import RunStats
 
 __all__ = ["Camera", "CameraResult", "load_cameras", "run_cameras"]
@@ -101,9 +103,14 @@ def run_cameras(
     Returns:
         One :class:`CameraResult` per camera, in order.
     """
-    backend = config.load_backend()
-    hub = InferenceHub(backend, max_batch=max(config.batch_size, len(cameras)))
-    stop = stop_event or threading.Event()
+    hub = InferenceHub(lambda variant: load_backend(config, variant), max_batch=max(config.batch_size, len(cameras)))
+    try:
+        variant = known_variant(config)
+        if variant is not None:  # a backend that cannot load fails the run once, before any camera starts
+            hub.client(variant)
+    except BaseException:
+        hub.close()
+        raise
     results = [CameraResult(c) for c in cameras]
     handles = [RunHandle(mask_credentials(c.name)) for c in cameras]
 
@@ -111,8 +118,8 @@ def run_cameras(
         cam = cameras[i]
         try:
             results[i].stats = upscale_video(cam.input, cam.output, config, stop_after=max_frames,
-                                             duration=duration, backend=hub.client(), handle=handles[i],
-                                             stop_event=stop)
+                                             duration=duration, backends=hub.client, handle=handles[i],
+                                             stop_event=stop_event)
         except (StreamSRError, OSError, RuntimeError, ValueError) as exc:  # reported per camera
             results[i].error = exc
             results[i].stats = getattr(exc, "stats", None)
@@ -128,7 +135,8 @@ def run_cameras(
             while t.is_alive():
                 t.join(timeout=0.1)
     except KeyboardInterrupt:
-        stop.set()
+        for h in handles:
+            h.stop()
         for t in threads:
             t.join()
         for r in results:

@@ -1,4 +1,11 @@
-"""One upscaling run: a source (file, pipe or live stream) → stages on threads → a sink."""
+"""One upscaling run: a source (file, pipe or live stream) → stages on threads → a sink.
+
+:func:`upscale_video` opens the input, plans the run (:mod:`streamsr.pipeline.plan`), loads the
+network, builds the stages the plan describes and runs them. A :class:`RunHandle` watches a
+run from outside: :meth:`RunHandle.snapshot` gives a frozen :class:`JobSnapshot` (what the
+progress line, /metrics and the cameras runner read) and :meth:`RunHandle.stop` ends it
+gracefully, so the same run works in a thread, a process or a Ray actor.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +14,73 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
-
+from ..backends.base import load_backend
 from ..config import RunConfig
-from ..degradation import Degradation, NoiseTracker, code_map, noise_map
+from ..degradation import NoiseTracker
 from ..errors import ConfigError, MediaError, StreamLostError
 from ..frames import Frame, PassThrough
 from ..io.live import LiveSource
-from ..io.sink import Sink, SinkConfig, check_encoder, container_format
+from ..io.sink import Sink
 from ..io.source import Source
-from ..models.registry import get_model
-from ..urls import is_hls, is_live_input
+from ..machine import Machine
+from ..models.inputs import InputAssembler
+from ..models.registry import ModelVariant
+from .plan import RunPlan, SourcePlan, check_options, plan_run, plan_source, plan_variant
 from .runner import Runner, Stage
 from .stages import DeviceInferStage, EncodeStage, InferStage, ToFrameStage, ToPlanesStage, ToTensorStage
 from .stats import LatencyStats, RunStats, StageStats
 
-__all__ = ["Progress", "RunHandle", "build_stages", "run_sequential", "upscale_video"]
-
-LIVE_QUEUE = 2
+__all__ = ["JobSnapshot", "Progress", "RunHandle", "build_stages", "run_sequential", "upscale_video"]
 
 #: progress(handle) — called from the encoder thread after each frame; must be quick.
 Progress = Callable[["RunHandle"], None]
 
 
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A running (or ended) job at one moment.
+
+    Args:
+        name: label (the input, credentials masked).
+        state: "starting", "connecting" (a live input not reached yet), "running",
+            "reconnecting", "stopping", "done" or "failed".
+        frames_in, frames_out, dropped, reconnects: counts so far.
+        total: expected frame count, or None (live, or unknown).
+        elapsed: seconds since the job started.
+        latency: capture-to-encode latency summary (see :class:`LatencyStats`).
+        error: why it failed (state "failed").
+    """
+
+    name: str
+    state: str
+    frames_in: int
+    frames_out: int
+    dropped: int
+    reconnects: int
+    total: int | None
+    elapsed: float
+    latency: dict
+    error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        """Frames written per second so far."""
+        return self.frames_out / self.elapsed if self.elapsed > 0 else 0.0
+
+
 class RunHandle:
-    """Live view of a run in progress (for progress lines and the /metrics endpoint).
+    """Watches and controls one run from another thread.
+
+    Args:
+        name: label in progress lines and metrics (credentials masked).
 
     Attributes:
-        name: label (the input, credentials masked).
-        frames_out: frames encoded so far.
-        total: expected frame count, or None (live, or unknown).
-        latency: :class:`LatencyStats`.
-        runner: the :class:`Runner` (per-stage stats, drops) once started.
-        source: the source (reconnects, decode errors).
+        frames_out: frames encoded so far (updated by the run's encoder thread).
+        total: the input's frame count when known.
+        latency: the run's :class:`LatencyStats`.
     """
 
     def __init__(self, name: str):
@@ -49,80 +88,49 @@ class RunHandle:
         self.frames_out = 0
         self.total: int | None = None
         self.latency = LatencyStats()
-        self.runner: Runner | None = None
-        self.source = None
         self.started = time.monotonic()
+        self.state = "starting"
+        self.error: str | None = None
+        self._runner: Runner | None = None
+        self._source = None
+        self._stop = threading.Event()
 
-    @property
-    def dropped(self) -> int:
-        """Frames dropped so far (live mode)."""
-        return sum(s.dropped for s in self.runner.stats) if self.runner else 0
+    def stop(self) -> None:
+        """End the run gracefully: stop reading, drain what was read, finalize the output."""
+        self.state = "stopping"
+        self._stop.set()
 
-    @property
-    def frames_in(self) -> int:
-        """Frames decoded so far."""
-        return self.source.frames_decoded if self.source else 0
+    def snapshot(self) -> JobSnapshot:
+        """The run's counts and state now."""
+        source, runner = self._source, self._runner
+        state = self.state
+        if state == "running" and source is not None:
+            state = getattr(source, "state", state)
+        return JobSnapshot(
+            name=self.name, state=state, frames_in=source.frames_decoded if source is not None else 0,
+            frames_out=self.frames_out, dropped=sum(s.dropped for s in runner.stats) if runner else 0,
+            reconnects=getattr(source, "reconnects", 0), total=self.total,
+            elapsed=time.monotonic() - self.started, latency=self.latency.summary(), error=self.error)
 
-    @property
-    def reconnects(self) -> int:
-        """Reconnections of a live source so far."""
-        return getattr(self.source, "reconnects", 0)
 
-
-def build_stages(backend, sink: Sink, config: RunConfig, *, realtime: bool = False,
-                 latency: LatencyStats | None = None, noise: NoiseTracker | None = None) -> list[Stage]:
-    """The stage chain after decoding: preprocess → infer → postprocess → encode.
+def build_stages(plan: RunPlan, backend, sink: Sink, *, latency: LatencyStats | None = None,
+                 tracker: NoiseTracker | None = None) -> list[Stage]:
+    """The stage chain after decoding that ``plan`` describes: preprocess → infer →
+    postprocess → encode, on the CPU colour chain or the device one.
 
     Args:
-        noise: the tracker that estimates noise per frame (degradation-aware models, --noise auto).
+        tracker: the tracker that smooths per-frame noise estimates (when the plan estimates noise).
     """
-    max_latency = config.max_latency if realtime else None
-    spec = get_model(config.model, config.scale)
-    maps = None
-    code = Degradation(blur=config.blur_width).code() if len(spec.inputs) > 1 else None
-    if device_colour(backend, sink, config):
-        def stretch(sigmas, n):  # n×C×1×1, stretched to the frame size on the device
-            return {"kernel_code": code_map(code, n, 1, 1), "noise_level": noise_map(np.array(sigmas), n, 1, 1)}
-
-        return [ToPlanesStage(backend.device),
-                DeviceInferStage(backend, sink.colour, config.batch_size, maps=stretch if code is not None else None,
-                                 max_latency=max_latency, noise=config.noise, tracker=noise),
-                ToFrameStage(sink), EncodeStage(sink, latency)]
-    if code is not None:
-        code_maps: dict[tuple[int, int, int], np.ndarray] = {}  # constant per run: built once per shape
-
-        def maps(frames, h, w):
-            sigma = [config.noise if config.noise is not None else f.noise for f in frames]
-            shape = (len(frames), h, w)
-            if shape not in code_maps:
-                code_maps[shape] = code_map(code, *shape)
-            return {"kernel_code": code_maps[shape], "noise_level": noise_map(np.array(sigma), *shape)}
-
-    return [ToTensorStage(noise), InferStage(backend, config.batch_size, maps=maps, max_latency=max_latency),
-            ToFrameStage(sink), EncodeStage(sink, latency)]
-
-
-def device_colour(backend, sink: Sink, config: RunConfig) -> bool:
-    """Whether a run converts colour on the inference device (``--colour-on``): "auto" does when
-    the backend keeps tensors on a CUDA device and the output is 8-bit 4:2:0.
-
-    Raises:
-        ConfigError: ``--colour-on device`` where it can't be done.
-    """
-    if config.colour_on == "cpu":
-        return False
-    why = []
-    if not hasattr(backend, "infer_tensor"):
-        why.append("tiling (--tile) works on host arrays" if hasattr(backend, "inner")
-                   else f"the {getattr(backend, 'name', type(backend).__name__)} backend works on host arrays")
-    if not sink.takes_planes:
-        why.append(f"the output pixel format {sink.pix_fmt} is not 8-bit 4:2:0")
-    if config.colour_on == "device":
-        if why:
-            raise ConfigError(f"--colour-on device: {'; '.join(why)}; use --colour-on cpu")
-        return True
-    device = getattr(backend, "device", None)
-    return not why and device is not None and str(device).startswith("cuda")
+    inputs = InputAssembler(plan.variant.inputs) if plan.telling is not None else None
+    if plan.colour_on == "device":
+        infer: Stage = DeviceInferStage(
+            backend, sink.colour, plan.batch_size, inputs=inputs, telling=plan.telling,
+            max_latency=plan.max_latency, tracker=tracker, out_size=(sink.width, sink.height))
+        first: Stage = ToPlanesStage(backend.capabilities.device)
+    else:
+        infer = InferStage(backend, plan.batch_size, inputs=inputs, telling=plan.telling, max_latency=plan.max_latency)
+        first = ToTensorStage(tracker)
+    return [first, infer, ToFrameStage(sink), EncodeStage(sink, latency)]
 
 
 def run_sequential(source, stages: list[Stage]) -> StageStats:
@@ -185,30 +193,14 @@ def _bounded(items: Iterable, max_frames: int | None, duration: float | None,
                 return
 
 
-def _sink_config(config: RunConfig, realtime: bool, info) -> SinkConfig:
-    """Live outputs: fast preset, zero-latency tune, one keyframe a second (HLS segments and
-    players joining mid-stream need them), fragmented MP4; unless the user chose otherwise."""
-    sink = config.sink
-    if not realtime:
-        return sink
-    changes: dict = {"live": True}
-    if sink.codec in ("libx264", "libx265"):
-        changes.update(preset=sink.preset or "veryfast", tune=sink.tune or "zerolatency")
-    if sink.gop is None:
-        changes["gop"] = max(1, round(info.frame_rate or 25))
-    return dataclasses.replace(sink, **changes)
+def _open_source(plan: SourcePlan, src, config: RunConfig, stop: threading.Event):
+    if plan.live:
+        return LiveSource(plan.name, config.live, stop=stop, decode_threads=config.decode_threads,
+                          hwaccel=plan.hwaccel, audio=plan.audio)
+    return Source(src, decode_threads=config.decode_threads, audio=plan.audio, hwaccel=plan.hwaccel)
 
 
 _DEFAULT_CONFIG = RunConfig()  # frozen: safe to share
-
-
-def _check_paths(src, dst) -> None:
-    if not isinstance(dst, (str, os.PathLike)):
-        return
-    container_format(os.fspath(dst))
-    if (isinstance(src, (str, os.PathLike)) and "-" not in (os.fspath(src), os.fspath(dst))
-            and os.path.abspath(src) == os.path.abspath(dst)):
-        raise ConfigError(f"output {os.fspath(dst)!r} is the input file; choose another name")
 
 
 def upscale_video(
@@ -220,8 +212,10 @@ def upscale_video(
     stop_after: int | None = None,
     duration: float | None = None,
     backend=None,
+    backends: Callable[[ModelVariant], object] | None = None,
     handle: RunHandle | None = None,
     stop_event: threading.Event | None = None,
+    machine: Machine | None = None,
 ) -> RunStats:
     """Upscale a video or a live stream.
 
@@ -236,9 +230,12 @@ def upscale_video(
         progress: called with the :class:`RunHandle` after each encoded frame.
         stop_after: stop after this many frames (a bounded run; not an error).
         duration: stop after this many seconds of video (live: of capture time).
-        backend: an already-loaded backend to share (several cameras); None loads one.
+        backend: an already-loaded backend of the run's network (kept open).
+        backends: ``backends(variant) -> backend`` for the network the run needs (several cameras
+            sharing a hub); None loads it on ``config.backend`` and closes it at the end.
         handle: a :class:`RunHandle` to fill (for a metrics endpoint); None makes one.
-        stop_event: setting it ends the run gracefully, like Ctrl-C.
+        stop_event: setting it ends the run gracefully, like Ctrl-C (as does ``handle.stop()``).
+        machine: what this machine has (tests plan other machines); None probes it.
 
     Returns:
         :class:`RunStats`. ``interrupted`` is True when Ctrl-C/SIGTERM ended the run early; the
@@ -247,92 +244,96 @@ def upscale_video(
     Raises:
         StreamSRError subclasses for bad input, options, encoders or outputs.
     """
-    spec = get_model(config.model, config.scale)
-    if len(spec.inputs) == 1 and (config.noise is not None or config.blur is not None):
-        raise ConfigError(f"model {spec.name} is not told the degradation; --noise/--blur need a "
-                          f"degradation-aware model (udvd)")
-    check_encoder(config.sink.codec)
-    _check_paths(src, dst)
-    text = os.fspath(src) if isinstance(src, (str, os.PathLike)) else None
-    live_input = bool(text) and is_live_input(text)
-    realtime = live_input if config.realtime is None else config.realtime
-    stop = stop_event or threading.Event()
+    source_plan = plan_source(config, src, machine or Machine.probe())
+    check_options(config, source_plan, dst)  # before anything is opened
     named_by_caller = handle is not None
-    handle = handle or RunHandle(text or "<stream>")
-    if live_input:
-        source = LiveSource(text, config.live, stop=stop, decode_threads=config.decode_threads,
-                            hwaccel=config.hwaccel(), audio=config.audio)
-    else:
-        source = Source(src, decode_threads=config.decode_threads, audio=config.audio and not realtime,
-                        hwaccel=config.hwaccel())
-    handle.source = source
-    with source:
-        info = source.info
-        handle.total = info.frame_count
-        if not named_by_caller:
-            handle.name = source.name
-        sink_config = _sink_config(config, realtime, info)
-        own_backend = backend is None
-        if own_backend:
-            backend = config.load_backend()
-        try:
-            sink = Sink(dst, info, info.width * config.scale, info.height * config.scale,
-                        sink_config, source.audio_streams)
-            with sink:
-                def on_item(_item) -> None:
-                    handle.frames_out += 1
-                    if progress is not None:
-                        progress(handle)
+    handle = handle or RunHandle(source_plan.name or "<stream>")
+    stop = stop_event or handle._stop
+    if stop is not handle._stop:  # handle.stop() and the caller's event both end the run
+        handle._stop = stop
+    source = _open_source(source_plan, src, config, stop)
+    handle._source = source
+    try:
+        with source:
+            info = source.info
+            handle.total = info.frame_count
+            if not named_by_caller:
+                handle.name = source.name
+            stats = _run(config, source_plan, source, dst, backend, backends, handle, stop, progress,
+                         stop_after, duration)
+    except BaseException as exc:
+        handle.state, handle.error = "failed", str(exc)
+        raise
+    handle.state = "done"
+    return stats
 
-                # pace what does not arrive at its own rate: a file read in real time, and HLS,
-                # whose segments come whole (else the drop-oldest queues would discard most of each)
-                pace = realtime and (not live_input or is_hls(text))
-                items = _bounded(source, stop_after, duration, pace=pace, stop=stop)
-                needs_noise = len(spec.inputs) > 1 and config.noise is None
-                tracker = NoiseTracker() if needs_noise else None
-                stages = build_stages(backend, sink, config, realtime=realtime, latency=handle.latency,
-                                      noise=tracker)
-                # live: short queues, so a slow stage makes the oldest frames drop instead of wait
-                queue_size = min(config.queue_size, LIVE_QUEUE) if realtime else config.queue_size
-                runner = Runner(items, stages, queue_size=queue_size,
-                                on_item=on_item, live=realtime, stop_event=stop)
-                handle.runner = runner
-                interrupted = False
-                try:
-                    runner.run()
-                except KeyboardInterrupt:
-                    interrupted = True
-        finally:
-            if own_backend:
-                backend.close()
+
+def _run(config, source_plan, source, dst, backend, backends, handle, stop, progress, stop_after, duration):
+    variant = plan_variant(config, source.info)
+    own = backend is None
+    if own:
+        backend = (backends or (lambda v: load_backend(config, v)))(variant)
+    try:
+        if backend.variant != variant:
+            raise ConfigError(f"the loaded network is {backend.variant.name}, this run needs {variant.name}")
+        plan = plan_run(config, source.info, dst, source_plan, backend)
+        sink = Sink(dst, source.info, *plan.geometry.out_size, plan.sink, source.audio_streams)
+        with sink:
+            def on_item(_item) -> None:
+                handle.frames_out += 1
+                if progress is not None:
+                    progress(handle)
+
+            tracker = NoiseTracker() if plan.estimate_noise else None
+            stages = build_stages(plan, backend, sink, latency=handle.latency, tracker=tracker)
+            items = _bounded(source, stop_after, duration, pace=source_plan.pace, stop=stop)
+            runner = Runner(items, stages, queue_size=plan.queue_size, on_item=on_item, live=source_plan.realtime,
+                            stop_event=stop)
+            handle._runner = runner
+            if handle.state == "starting":
+                handle.state = "running"
+            interrupted = False
+            try:
+                runner.run()
+            except KeyboardInterrupt:
+                interrupted = True
+    finally:
+        if own:
+            backend.close()
+    return _stats(plan, source, sink, runner, backend, handle, tracker, interrupted)
+
+
+def _stats(plan: RunPlan, source, sink: Sink, runner: Runner, backend, handle: RunHandle, tracker,
+           interrupted: bool) -> RunStats:
+    info, live = source.info, plan.source.live
     stats = RunStats(
         frames_in=source.frames_decoded, frames_out=sink.frames_written,
         wall_seconds=runner.wall_seconds, stages=runner.stats, decode_errors=source.decode_errors,
         corrupt_frames=source.corrupt_frames, interrupted=interrupted,
         notices=list(source.notices) + list(sink.notices),
-        realtime=realtime, reconnects=handle.reconnects, latency=handle.latency.summary(),
-        extra={"model": spec.name, "scale": config.scale, "backend": getattr(backend, "name", "?"),
+        realtime=plan.source.realtime, reconnects=getattr(source, "reconnects", 0), latency=handle.latency.summary(),
+        extra={"model": plan.spec.name, "scale": plan.geometry.factor or round(max(plan.geometry.scale), 4),
+               "geometry": plan.geometry.label, "backend": backend.name,
                "input": {"name": source.name, "width": info.width, "height": info.height,
                          "codec": info.codec, "pix_fmt": info.pix_fmt},
                "output": {"width": sink.width, "height": sink.height, "codec": sink.config.codec,
                           "pix_fmt": sink.pix_fmt},
-               "audio": sink.audio_outputs,
-               "colour_on": "device" if any(isinstance(s, DeviceInferStage) for s in stages) else "cpu"},
+               "audio": sink.audio_outputs, "colour_on": plan.colour_on},
     )
     if source.decode_errors or source.corrupt_frames:
         stats.notices.append(
             f"input is damaged: {source.decode_errors} decode error(s), {source.corrupt_frames} frame(s) "
             f"flagged corrupt; decoding went on (last FFmpeg error: {source.last_decode_error})"
         )
-    if len(spec.inputs) > 1:
-        stats.extra["degradation"] = {"blur": config.blur_width, "noise": config.noise,
+    if plan.telling is not None:
+        stats.extra["degradation"] = {"blur": plan.telling.blur, "noise": plan.telling.noise,
                                       "noise_estimated": round(tracker.value, 2) if tracker and tracker.value else None}
-    if live_input and source.reconnects:
+    if live and source.reconnects:
         stats.notices.append(f"the stream dropped and came back {source.reconnects} time(s)")
     if sink.frames_written == 0 and not interrupted:
         raise MediaError(source.ended_early or f"no video frame could be decoded from {source.name}")
     if source.ended_early:
-        if not live_input:  # a file whose tail is damaged: a notice, the run succeeded
+        if not live:  # a file whose tail is damaged: a notice, the run succeeded
             stats.notices.append(f"the input broke off after {source.frames_decoded} frames; "
                                  f"they were all written ({source.ended_early})")
         else:  # a live stream lost for good: the recording is finalized and kept, the run failed

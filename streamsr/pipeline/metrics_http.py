@@ -12,10 +12,12 @@ from ..errors import ConfigError
 __all__ = ["MetricsServer", "parse_listen", "render_metrics"]
 
 _METRICS = [
-    ("streamsr_frames_in_total", "counter", "Frames decoded.", lambda h: h.frames_in),
-    ("streamsr_frames_out_total", "counter", "Frames encoded.", lambda h: h.frames_out),
-    ("streamsr_frames_dropped_total", "counter", "Frames dropped to keep latency bounded.", lambda h: h.dropped),
-    ("streamsr_reconnects_total", "counter", "Times the input came back after dropping.", lambda h: h.reconnects),
+    ("streamsr_frames_in_total", "counter", "Frames decoded.", lambda s: s.frames_in),
+    ("streamsr_frames_out_total", "counter", "Frames encoded.", lambda s: s.frames_out),
+    ("streamsr_frames_dropped_total", "counter", "Frames dropped to keep latency bounded.", lambda s: s.dropped),
+    ("streamsr_reconnects_total", "counter", "Times the input came back after dropping.", lambda s: s.reconnects),
+    ("streamsr_up", "gauge", "1 while the input delivers frames, 0 while connecting or reconnecting.",
+     lambda s: int(s.state == "running")),
 ]
 
 
@@ -23,20 +25,19 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(handles: list) -> str:
-    """Prometheus text for a list of :class:`~streamsr.pipeline.job.RunHandle`."""
+def render_metrics(snapshots: list) -> str:
+    """Prometheus text for a list of :class:`~streamsr.pipeline.job.JobSnapshot`."""
     lines = []
     for name, kind, help_text, get in _METRICS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f'{name}{{camera="{_label(h.name)}"}} {get(h)}' for h in handles]
+        lines += [f'{name}{{camera="{_label(s.name)}"}} {get(s)}' for s in snapshots]
     lines += ["# HELP streamsr_latency_seconds Capture-to-encode latency over recent frames.",
               "# TYPE streamsr_latency_seconds gauge"]
-    for h in handles:
-        summary = h.latency.summary()
+    for s in snapshots:
         for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
-            if summary[key] is not None:
-                lines.append(f'streamsr_latency_seconds{{camera="{_label(h.name)}",quantile="{q}"}} '
-                             f"{summary[key] / 1000:.4f}")
+            if s.latency[key] is not None:
+                lines.append(f'streamsr_latency_seconds{{camera="{_label(s.name)}",quantile="{q}"}} '
+                             f"{s.latency[key] / 1000:.4f}")
     return "\n".join(lines) + "\n"
 
 
@@ -61,7 +62,7 @@ class MetricsServer:
 
     Args:
         host, port: where to listen (port 0 picks a free one; see :attr:`port`).
-        handles: callable returning the run handles to report.
+        handles: callable returning the run handles to report (their snapshots are rendered).
     """
 
     def __init__(self, host: str, port: int, handles: Callable[[], list]):
@@ -72,7 +73,7 @@ class MetricsServer:
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return
-                body = render_metrics(get()).encode()
+                body = render_metrics([h.snapshot() for h in get()]).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

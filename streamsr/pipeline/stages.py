@@ -24,12 +24,31 @@ from ..colour import YUV420_FORMATS, rgb_to_yuv420, yuv420_to_rgb
 from ..degradation import NoiseTracker, estimate_noise, estimate_noise_batch
 from ..frames import ColourTags, Frame, PassThrough
 from ..io.sink import Sink
-from ..io.source import SWS_FLAGS, sws_colorspace, to_rgb
+from ..models.inputs import Conditioning, InputAssembler, run_conditioning
+from ..swscale import to_rgb, to_yuv420p
 from .runner import Stage
 from .stats import LatencyStats
 
-__all__ = ["DeviceInferStage", "DevicePlanes", "EncodeStage", "InferStage", "ToFrameStage", "ToPlanesStage",
-           "ToTensorStage"]
+__all__ = ["DeviceInferStage", "DevicePlanes", "EncodeStage", "InferStage", "Telling", "ToFrameStage",
+           "ToPlanesStage", "ToTensorStage"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Telling:
+    """What a degradation-aware run tells its model about every frame.
+
+    Args:
+        blur: the isotropic blur width in HR pixels.
+        noise: the noise σ (0–255), or None to tell each frame's own estimate (``frame.noise``).
+    """
+
+    blur: float
+    noise: float | None = None
+
+    def conditions(self, sigmas: list[float | None]) -> list[Conditioning]:
+        """One :class:`Conditioning` per frame, from each frame's estimated σ (used when the
+        run's noise is not fixed)."""
+        return [run_conditioning(self.blur, self.noise if self.noise is not None else (s or 0.0)) for s in sigmas]
 
 
 class ToTensorStage(Stage):
@@ -60,20 +79,26 @@ class InferStage(Stage):
     Args:
         backend: a loaded backend.
         batch_size: frames per inference call.
-        maps: for degradation-aware models, ``maps(frames, h, w) -> {input name: N×C×h×w}``;
-            None for image-only models.
+        inputs: builds the model's inputs other than the image (None for image-only models).
+        telling: what a degradation-aware model is told (with ``inputs``).
         max_latency: live mode: frames older than this (seconds since they were decoded) are
             dropped before inference (counted in ``stats.dropped``): they could only be late.
+        clock: the clock frame ages are measured on (``time.monotonic``; tests drive their own).
     """
 
-    def __init__(self, backend, batch_size: int = 1, maps=None, max_latency: float | None = None):
+    def __init__(self, backend, batch_size: int = 1, *, inputs: InputAssembler | None = None,
+                 telling: Telling | None = None, max_latency: float | None = None, clock=time.monotonic):
         super().__init__("infer")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if (inputs is not None and inputs.inputs) and telling is None:
+            raise ValueError("a model with extra inputs needs to be told the degradation (telling)")
         self.backend = backend
         self.batch_size = batch_size
-        self.maps = maps
+        self.inputs = inputs if inputs is not None and inputs.inputs else None
+        self.telling = telling
         self.max_latency = max_latency
+        self.clock = clock
         self._held: list[Frame] = []
 
     def _run(self) -> list[Frame]:
@@ -81,12 +106,15 @@ class InferStage(Stage):
         if not frames:
             return []
         batch = np.stack([f.image for f in frames])
-        extra = self.maps(frames, batch.shape[2], batch.shape[3]) if self.maps is not None else {}
+        extra = {}
+        if self.inputs is not None:
+            conds = self.telling.conditions([f.noise for f in frames])
+            extra = self.inputs.arrays(conds, batch.shape[2], batch.shape[3])
         out = self.backend.infer(batch, extra)
         return [f.with_image(o) for f, o in zip(frames, out, strict=True)]
 
     def process(self, item: Frame) -> Iterable[Frame]:
-        if self.max_latency is not None and time.monotonic() - item.arrival > self.max_latency:
+        if self.max_latency is not None and self.clock() - item.arrival > self.max_latency:
             self.stats.add_drop()
             return []
         done: list[Frame] = []
@@ -131,10 +159,7 @@ class ToPlanesStage(Stage):
     def process(self, item: Frame) -> Iterable[Frame]:
         vf = item.image
         if vf.format.name not in YUV420_FORMATS:
-            cs = sws_colorspace(item.colour.matrix)
-            vf = vf.reformat(format="yuv420p", src_colorspace=cs, dst_colorspace=cs,
-                             src_color_range=item.colour.range, dst_color_range=item.colour.range,
-                             interpolation=SWS_FLAGS)
+            vf = to_yuv420p(vf, item.colour)
         planes = torch.from_numpy(vf.to_ndarray())
         if self.stream is None:
             return (item.with_image(DevicePlanes(planes.to(self.device))),)
@@ -150,24 +175,22 @@ class DeviceInferStage(InferStage):
     uint8 ``(3sH/2)×sW`` array per frame) out; everything in between stays on the device.
 
     Args:
-        backend: a backend with ``infer_tensor`` (PyTorch, TensorRT).
+        backend: a backend whose capabilities include device tensors (PyTorch, TensorRT).
         out_colour: the encoder's matrix and range.
-        batch_size, max_latency: as :class:`InferStage`.
-        maps: for degradation-aware models, ``maps(sigmas, n) -> {input name: n×C×1×1 array}``,
-            stretched to the frame size on the device; None for image-only models.
-        noise: a fixed σ to tell the model, or None to estimate it per frame on the device and
-            smooth it with ``tracker`` (``--noise auto``).
-        tracker: the :class:`NoiseTracker` of ``--noise auto``.
+        batch_size, inputs, telling, max_latency: as :class:`InferStage`; the extra inputs are
+            built as one value per channel and frame, stretched over the frame on the device.
+        tracker: the :class:`NoiseTracker` that smooths the per-frame noise estimates made on the
+            device when the model is told the noise and ``telling.noise`` is None (``--noise auto``).
+        out_size: (width, height) to resize the network's output to on the device (None: as is).
     """
 
-    def __init__(self, backend, out_colour: ColourTags, batch_size: int = 1, maps=None,
-                 max_latency: float | None = None, noise: float | None = None,
-                 tracker: NoiseTracker | None = None):
-        super().__init__(backend, batch_size, maps=None, max_latency=max_latency)
+    def __init__(self, backend, out_colour: ColourTags, batch_size: int = 1, *, inputs: InputAssembler | None = None,
+                 telling: Telling | None = None, max_latency: float | None = None,
+                 tracker: NoiseTracker | None = None, out_size: tuple[int, int] | None = None):
+        super().__init__(backend, batch_size, inputs=inputs, telling=telling, max_latency=max_latency)
         self.out_colour = out_colour
-        self.stretch_maps = maps
-        self.noise = noise
         self.tracker = tracker
+        self.out_size = out_size
 
     @torch.inference_mode()
     def _run(self) -> list[Frame]:
@@ -183,19 +206,19 @@ class DeviceInferStage(InferStage):
         planes = torch.stack([f.image.tensor for f in frames])
         rgb = yuv420_to_rgb(planes, [f.colour for f in frames])
         n, _, h, w = rgb.shape
-        sigmas = [self.noise] * n
-        if self.stretch_maps is not None and self.noise is None:
-            if self.tracker is None:
-                raise ValueError("a degradation-aware model without --noise needs a NoiseTracker")
-            raw = estimate_noise_batch(rgb * 255.0).tolist()
-            sigmas = [self.tracker.update(s) for s in raw]
+        sigmas: list[float | None] = [None] * n
+        if self.tracker is not None:
+            sigmas = [self.tracker.update(s) for s in estimate_noise_batch(rgb * 255.0).tolist()]
         extra = {}
-        if self.stretch_maps is not None:
-            extra = {k: torch.tensor(v, device=rgb.device).expand(n, -1, h, w)
-                     for k, v in self.stretch_maps(sigmas, n).items()}
+        if self.inputs is not None:
+            extra = {k: torch.from_numpy(v).to(rgb.device)[:, :, None, None].expand(n, -1, h, w)
+                     for k, v in self.inputs.vectors(self.telling.conditions(sigmas)).items()}
         out = self.backend.infer_tensor(rgb, extra)
+        if self.out_size is not None and (out.shape[3], out.shape[2]) != self.out_size:
+            out = torch.nn.functional.interpolate(out, size=self.out_size[::-1], mode="bicubic", antialias=True,
+                                                  align_corners=False)
         host = rgb_to_yuv420(out, self.out_colour).cpu().numpy()
-        if self.tracker is None or self.noise is not None:  # nothing estimated: frames keep their own
+        if self.tracker is None:  # nothing estimated: frames keep their own
             return [f.with_image(o) for f, o in zip(frames, host, strict=True)]
         return [dataclasses.replace(f.with_image(o), noise=s) for f, o, s in zip(frames, host, sigmas, strict=True)]
 

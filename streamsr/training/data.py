@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from ..degradation import (
-    degradation_maps,
     degrade,
     isotropic_gaussian,
     kernel_code,
@@ -17,6 +16,7 @@ from ..degradation import (
 from ..errors import ConfigError
 from ..evaluate import IMAGE_SUFFIXES, load_rgb
 from ..metrics import downscale
+from ..models.inputs import Conditioning
 from .config import DegradationSampling
 
 __all__ = ["PatchSampler"]
@@ -30,17 +30,16 @@ class PatchSampler:
         scale: upscale factor.
         lr_patch: LR patch side.
         degradation: random blur/noise sampling (disabled: MATLAB-bicubic LR of the whole image).
-        with_maps: also return the UDVD degradation maps.
         seed: random seed.
     """
 
     def __init__(self, folder: str | Path, scale: int, lr_patch: int, degradation: DegradationSampling,
-                 with_maps: bool = False, seed: int = 0):
+                 seed: int = 0):
         files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
             if Path(folder).is_dir() else []
         if not files:
             raise ConfigError(f"no training images in {folder} (run tools/prepare_data.py)")
-        self.scale, self.patch, self.deg, self.with_maps = scale, lr_patch, degradation, with_maps
+        self.scale, self.patch, self.deg = scale, lr_patch, degradation
         self.rng = np.random.default_rng(seed)
         self.images = []
         for p in files:
@@ -81,8 +80,9 @@ class PatchSampler:
         return lr, hr[y + m * s : y + (m + p) * s, x + m * s : x + (m + p) * s], kernel, noise
 
     def batch(self, n: int):
-        """(lr, hr, maps): N×3×p×p and N×3×sp×sp float tensors in [0, 1]; maps is a dict of
-        tensors for degradation-aware models, else {}."""
+        """(lr, hr, conds): N×3×p×p and N×3×sp×sp float tensors in [0, 1], and each patch's
+        :class:`Conditioning` (its blur kernel's code and noise level: what a degradation-aware
+        model is told)."""
         lrs, hrs, codes, noises = [], [], [], []
         for k in self.rng.choice(len(self.images), size=n, p=self.prob):
             hr, lr_full = self.images[k]
@@ -99,8 +99,4 @@ class PatchSampler:
             codes.append(kernel_code(kernel if kernel is not None else isotropic_gaussian(0.0)))
             noises.append(noise)
         to_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255)
-        maps = {}
-        if self.with_maps:
-            raw = degradation_maps(np.stack(codes), np.array(noises), n, self.patch, self.patch)
-            maps = {k: torch.from_numpy(v) for k, v in raw.items()}
-        return to_t(lrs), to_t(hrs), maps
+        return to_t(lrs), to_t(hrs), [Conditioning(c, s) for c, s in zip(codes, noises, strict=True)]

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from ..degradation import Degradation
 from ..evaluate import ModuleBackend, Upscaler, score_items
+from ..models.inputs import InputAssembler
 from ..models.registry import count_parameters, get_model, load_weights, weights_path
 from .config import TrainConfig
 from .data import PatchSampler
@@ -96,9 +97,9 @@ def validate(model, spec, cfg: TrainConfig) -> dict:
     :data:`VAL_DEGRADATION` for degradation-aware models)."""
     model.eval()
     out = {}
-    settings = [("clean", None)] + ([("degraded", VAL_DEGRADATION)] if len(spec.inputs) > 1 else [])
+    settings = [("clean", None)] + ([("degraded", VAL_DEGRADATION)] if spec.conditioned else [])
     for label, deg in settings:
-        up = Upscaler(ModuleBackend(model, spec), spec, deg or Degradation())
+        up = Upscaler(ModuleBackend(model, spec.variant(cfg.scale)), deg or Degradation())
         scores = score_items(up, cfg.val_dir, cfg.scale, deg)
         out[f"psnr_{label}"] = round(float(np.mean([s.psnr for s in scores])), 3)
         out[f"psnr_{label}_bicubic"] = round(float(np.mean([s.psnr_bicubic for s in scores])), 3)
@@ -128,8 +129,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
     if init:
         load_weights(model, init)
         init_recipe = _stored_recipe(init)
-    sampler = PatchSampler(cfg.train_dir, cfg.scale, cfg.lr_patch, cfg.degradation,
-                           with_maps=len(spec.inputs) > 1, seed=cfg.seed)
+    sampler = PatchSampler(cfg.train_dir, cfg.scale, cfg.lr_patch, cfg.degradation, seed=cfg.seed)
+    inputs = InputAssembler(spec.inputs)
+    pixel_loss = F.l1_loss if cfg.loss == "l1" else F.mse_loss
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     nets, opts = {"g": model}, {"g": opt}
     disc = content = None
@@ -163,17 +165,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
             base = cfg.lr if o is opt else cfg.gan.d_lr
             for g in o.param_groups:
                 g["lr"] = 1e-6 + 0.5 * (base - 1e-6) * (1 + math.cos(math.pi * progress()))
-        lr, hr, maps = sampler.batch(cfg.batch)
+        lr, hr, conds = sampler.batch(cfg.batch)
         lr, hr = lr.to(device), hr.to(device)
-        args = [lr] + [maps[k].to(device) for k in spec.inputs[1:]]
-        if len(spec.inputs) > 1:  # multi-stage supervision of every dynamic module
-            outs = model(*args, all_stages=True)
-            loss = sum(F.l1_loss(o, hr) for o in outs) / len(outs)
-        elif cfg.loss == "gan":
+        extra = inputs.arrays(conds, lr.shape[2], lr.shape[3])
+        args = [lr] + [torch.from_numpy(extra[i.name]).to(device) for i in inputs.inputs]
+        if cfg.loss == "gan":
             loss = _gan_step(model, disc, content, opts["d"], args, hr, cfg)
+        elif spec.train_loss is not None:  # the model's own (UDVD: every dynamic module supervised)
+            loss = spec.train_loss(model, args, hr)
         else:
-            sr = model(*args)
-            loss = F.l1_loss(sr, hr) if cfg.loss == "l1" else F.mse_loss(sr, hr)
+            loss = pixel_loss(model(*args), hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,115 @@
+"""Options shared by several commands, and the one way they become a :class:`RunConfig`.
+
+Every option defaults to None, so that unset ones are dropped and the preset's (``--for``) or the
+config's defaults apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from ..config import RunConfig, load_preset
+
+__all__ = ["build_config", "degradation_options", "inference_options", "model_options", "parse_noise",
+           "preset_option"]
+
+
+def _stack(*decorators: Callable) -> Callable:
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+model_options = _stack(
+    click.option("--model", default=None, help="Model name (default espcn; see `streamsr models`)."),
+    click.option("--scale", type=float, default=None,
+                 help="Upscale factor (default: the model's first, 2 for most); any factor for models that "
+                      "take one (see `streamsr models`)."),
+    click.option("--size", default=None, metavar="WxH",
+                 help="Exact output size instead of --scale (a fixed-factor model's output is resized to it)."),
+    click.option("--part", default=None, help="Models made of parts (down/up pairs): which part runs."),
+)
+
+inference_options = _stack(
+    click.option("--backend", default=None, help="auto (fastest available), torch, onnxruntime or tensorrt."),
+    click.option("--device", default=None, help="auto, cpu or cuda."),
+    click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
+                 help="Default: fp16 on CUDA, fp32 on CPU."),
+    click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own .safetensors weights."),
+    click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile."),
+    click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16)."),
+    click.option("--backend-option", "backend_option", multiple=True, metavar="BACKEND.KEY=VALUE",
+                 help="An option of a backend's own config, e.g. torch.threads=2, onnxruntime.threads=2, "
+                      "tensorrt.max_batch=8 (repeatable; TOML: [backend_options.torch]). Unknown keys are refused."),
+    click.option("--compile", "compile_", is_flag=True, default=None,
+                 help="PyTorch backend: torch.compile the network (same as --backend-option torch.compile=true)."),
+)
+
+degradation_options = _stack(
+    click.option("--noise", default=None, metavar="SIGMA|auto",
+                 help="UDVD: the noise σ on the 0-255 scale it is told, or auto (default: estimated from the "
+                      "frames, smoothed over time)."),
+    click.option("--blur", type=float, default=None,
+                 help="UDVD: the blur width in HR pixels it is told (default 0.5 x scale)."),
+)
+
+preset_option = click.option("--for", "preset_name", default=None, metavar="USE",
+                             help="Defaults for a use: surveillance, videocall, or a .toml file of run options "
+                                  "(options given here win).")
+
+
+def parse_noise(text: str | None) -> float | None:
+    """``--noise``'s one grammar: a σ on the 0–255 scale, or ``auto`` (None: estimate it).
+
+    Raises:
+        click.BadParameter: neither.
+    """
+    if text is None or text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"expected a number or auto, got {text!r}", param_hint="--noise") from None
+
+
+def _backend_options(pairs: tuple[str, ...], compile_: bool | None, base: dict) -> dict:
+    out = {name: dict(opts) for name, opts in base.items()}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        backend, dot, option = key.partition(".")
+        if not (sep and dot and backend and option):
+            raise click.BadParameter(f"expected BACKEND.KEY=VALUE, got {pair!r}", param_hint="--backend-option")
+        out.setdefault(backend, {})[option] = value
+    if compile_:
+        out.setdefault("torch", {})["compile"] = True
+    return out
+
+
+def build_config(preset_name: str | None, options: dict, defaults: dict | None = None) -> RunConfig:
+    """The run's :class:`RunConfig`: a preset's options (``--for``), then ``defaults`` (a cameras
+    file's), then the options given on the command line.
+
+    Args:
+        preset_name: ``--for``'s value.
+        options: the command's options (unset ones are None and dropped); ``noise`` in
+            ``--noise``'s grammar, ``backend_option``/``compile_`` as the CLI gives them.
+        defaults: further defaults below the command line.
+    """
+    flat = {**(load_preset(preset_name) if preset_name else {}), **(defaults or {})}
+    options = dict(options)
+    pairs, compile_ = options.pop("backend_option", ()) or (), options.pop("compile_", None)
+    if "noise" in options:
+        options["noise"] = parse_noise(options["noise"])
+    flat.update({k: v for k, v in options.items() if v is not None})
+    if pairs or compile_:
+        flat["backend_options"] = _backend_options(tuple(pairs), compile_, flat.get("backend_options", {}))
+    if flat.get("backend_options"):
+        from ..backends.base import coerce_backend_options
+
+        flat["backend_options"] = coerce_backend_options(flat["backend_options"])  # typos refused now
+    return RunConfig.from_options(**flat)

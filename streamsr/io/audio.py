@@ -1,0 +1,103 @@
+"""Audio of an output: input packets copied byte for byte where the container takes the codec,
+else decoded and re-encoded (AAC, or Opus for WebM)."""
+
+from __future__ import annotations
+
+import io
+
+import av
+
+__all__ = ["AudioOut", "add_audio"]
+
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
+_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def _probe_payload(stream) -> bytes:
+    """A packet for the dry-run copy of ``stream``. AAC from MPEG-TS/ADTS sources carries its
+    configuration in a 7-byte ADTS header on every packet instead of extradata; muxers that need
+    extradata (mp4, mkv) then convert it themselves (FFmpeg's automatic aac_adtstoasc), but only
+    for a packet that looks like ADTS -- so the probe sends one, built from the stream's
+    parameters, rather than one that would fail where the real packets succeed."""
+    cc = stream.codec_context
+    if cc.name != "aac" or cc.extradata or cc.sample_rate not in _ADTS_RATES:
+        return bytes(256)
+    payload = bytes(32)
+    length = 7 + len(payload)
+    rate, channels = _ADTS_RATES.index(cc.sample_rate), min(cc.channels or 2, 7)
+    header = bytes([0xFF, 0xF1, (1 << 6) | (rate << 2) | (channels >> 2),  # AAC LC
+                    ((channels & 3) << 6) | (length >> 11), (length >> 3) & 0xFF, ((length & 7) << 5) | 0x1F, 0xFC])
+    return header + payload
+
+
+def copy_ok(stream, format: str) -> bool:
+    """Dry-run a copy of ``stream`` into an in-memory container of ``format``: header, one packet
+    and trailer, because muxers (mp4's) check some codecs only when writing samples."""
+    probe = av.open(io.BytesIO(), mode="w", format=format)
+    try:
+        out = probe.add_stream_from_template(stream)
+        probe.start_encoding()
+        packet = av.Packet(_probe_payload(stream))
+        packet.pts = packet.dts = 0
+        packet.time_base = stream.time_base
+        packet.stream = out
+        probe.mux(packet)
+        probe.close()
+        return True
+    except (av.FFmpegError, ValueError, NotImplementedError):
+        return False
+
+
+class AudioOut:
+    """One output audio stream fed by one input stream's packets.
+
+    Args:
+        stream: the output stream.
+        decoder, resampler: for a re-encoded stream (None for a copied one).
+    """
+
+    def __init__(self, stream, decoder=None, resampler=None):
+        self.stream, self.decoder, self.resampler = stream, decoder, resampler
+
+    @property
+    def copied(self) -> bool:
+        return self.decoder is None
+
+    def packets(self, packet) -> list:
+        """The output packets for one input packet."""
+        if self.decoder is None:
+            packet.stream = self.stream
+            return [packet]
+        return [p for frame in self.decoder.decode(packet) for rf in self.resampler.resample(frame)
+                for p in self.stream.encode(rf)]
+
+    def flush(self) -> list:
+        """What a re-encoder still holds at the end."""
+        if self.decoder is None:
+            return []
+        held = [p for rf in self.resampler.resample(None) for p in self.stream.encode(rf)]
+        return held + list(self.stream.encode(None))
+
+
+def add_audio(container, stream, format: str) -> tuple[AudioOut, str | None]:
+    """Add an output stream for input audio ``stream``: a copy where ``format`` takes the codec,
+    else AAC (Opus for WebM). Returns the :class:`AudioOut` and a notice when re-encoded."""
+    if copy_ok(stream, format):
+        return AudioOut(container.add_stream_from_template(stream)), None
+    codec = "libopus" if format == "webm" else "aac"
+    rate = stream.codec_context.sample_rate or 48000
+    if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+        rate = 48000
+    out = container.add_stream(codec, rate=rate)
+    # the default layout for the channel count: an unordered "2 channels" isn't muxable in mp4
+    channels = stream.codec_context.channels
+    out.codec_context.layout = _DEFAULT_LAYOUTS.get(channels, stream.codec_context.layout)
+    decoder = av.CodecContext.create(stream.codec_context.name, "r")
+    decoder.extradata = stream.codec_context.extradata
+    decoder.sample_rate = stream.codec_context.sample_rate
+    decoder.layout = stream.codec_context.layout
+    resampler = av.AudioResampler(format=out.codec_context.codec.audio_formats[0].name,
+                                  layout=out.codec_context.layout, rate=rate)
+    notice = (f"audio stream {stream.index} ({stream.codec_context.name}) cannot be copied into "
+              f"{format}; re-encoded as {codec}")
+    return AudioOut(out, decoder, resampler), notice

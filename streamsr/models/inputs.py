@@ -1,0 +1,200 @@
+"""A model's inputs, declared with their roles, and the providers that build the non-image ones.
+
+Every input of a network is a :class:`ModelInput`: name, channels, role (the LR image, a
+degradation map, a latent, a query table) and the grid it lives on (the LR frame, the output,
+per query). Everything that feeds a network — the pipeline's two colour chains, evaluation, bench,
+training, ONNX export (dummy inputs) and the TensorRT profile — reads these declarations; nothing
+guesses from the number of inputs.
+
+Inputs other than the image are built by a provider registered by name. Today's providers turn a
+:class:`Conditioning` (what a degradation-aware model is told about one frame: the blur kernel's
+code and the noise level) into one value per channel, stretched over the grid.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = [
+    "GRIDS",
+    "IMAGE",
+    "ROLES",
+    "Conditioning",
+    "InputAssembler",
+    "ModelInput",
+    "Provider",
+    "conditioned",
+    "get_provider",
+    "needs_noise",
+    "register_provider",
+    "run_conditioning",
+]
+
+ROLES = ("image", "degradation", "latent", "query")
+GRIDS = ("lr", "output", "query")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One network input.
+
+    Args:
+        name: the graph's input name (ONNX, TensorRT, Triton).
+        channels: channels (the size of the feature axis).
+        role: "image" (the frame), "degradation" (what the model is told about blur/noise),
+            "latent" (a sampled code, IRN's z), "query" (coordinates of output pixels).
+        grid: "lr" (the input frame's H×W), "output" (the output's H×W) or "query" (a table).
+        provider: registry name of what builds it (None only for the image).
+    """
+
+    name: str
+    channels: int
+    role: str = "image"
+    grid: str = "lr"
+    provider: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES or self.grid not in GRIDS:
+            raise ValueError(f"input {self.name!r}: role must be one of {ROLES}, grid one of {GRIDS}")
+        if (self.role == "image") != (self.provider is None):
+            raise ValueError(f"input {self.name!r}: only the image comes without a provider")
+
+
+IMAGE = ModelInput("image", 3)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a degradation-aware model is told about one frame.
+
+    Args:
+        kernel_code: the blur kernel's SRMD code (15 values).
+        noise: the noise σ on the 0–255 scale.
+    """
+
+    kernel_code: np.ndarray
+    noise: float = 0.0
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Builds one kind of input.
+
+    Args:
+        name: registry name.
+        vector: one frame's :class:`Conditioning` → one value per channel (the input is that
+            vector at every pixel of its grid).
+        needs_noise: the value depends on the frame's noise level (estimated per frame unless told).
+    """
+
+    name: str
+    vector: Callable[[Conditioning], np.ndarray]
+    needs_noise: bool = False
+
+
+_PROVIDERS: dict[str, Provider] = {}
+
+
+def register_provider(name: str, *, needs_noise: bool = False):
+    """Decorator registering ``vector(conditioning) -> (C,) array`` as provider ``name``.
+
+    Raises:
+        ValueError: the name is taken.
+    """
+
+    def wrap(fn: Callable[[Conditioning], np.ndarray]):
+        if name in _PROVIDERS:
+            raise ValueError(f"input provider {name!r} is already registered")
+        _PROVIDERS[name] = Provider(name, fn, needs_noise)
+        return fn
+
+    return wrap
+
+
+def get_provider(name: str) -> Provider:
+    """The provider registered as ``name``.
+
+    Raises:
+        ConfigError: no such provider.
+    """
+    try:
+        return _PROVIDERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown input provider {name!r}; known: {', '.join(sorted(_PROVIDERS))}") from None
+
+
+@register_provider("kernel_code")
+def _kernel_code(c: Conditioning) -> np.ndarray:
+    return np.asarray(c.kernel_code, np.float32)
+
+
+@register_provider("noise_level", needs_noise=True)
+def _noise_level(c: Conditioning) -> np.ndarray:
+    return np.array([c.noise / 255.0], np.float32)
+
+
+def conditioned(inputs: Sequence[ModelInput]) -> bool:
+    """Whether a model is told the degradation (``--noise``/``--blur`` mean something to it)."""
+    return any(i.role == "degradation" for i in inputs)
+
+
+def needs_noise(inputs: Sequence[ModelInput]) -> bool:
+    """Whether some input depends on the frame's noise level."""
+    return any(i.provider is not None and get_provider(i.provider).needs_noise for i in inputs)
+
+
+@functools.lru_cache(maxsize=32)
+def _code_of_blur(blur: float) -> np.ndarray:
+    from ..degradation import Degradation
+
+    return Degradation(blur=blur).code()
+
+
+def run_conditioning(blur: float, noise: float) -> Conditioning:
+    """The conditioning of a run's frame: an isotropic blur of ``blur`` HR pixels, noise σ."""
+    return Conditioning(_code_of_blur(float(blur)), float(noise))
+
+
+class InputAssembler:
+    """Builds a batch's extra inputs (everything but the image) for one model.
+
+    Inputs whose provider does not depend on the frame are built once per batch shape and reused
+    (a 15-channel code map of a 1080p batch is 120 MB: not something to rebuild per frame).
+
+    Args:
+        inputs: the model's inputs (the image is skipped).
+    """
+
+    def __init__(self, inputs: Sequence[ModelInput]):
+        self.inputs = [i for i in inputs if i.role != "image"]
+        for i in self.inputs:
+            if i.grid != "lr":
+                raise ConfigError(f"input {i.name!r} on the {i.grid} grid has no provider that builds it yet")
+        self._by_name = {i.name: i for i in self.inputs}
+        self._constant: dict[str, tuple] = {}
+
+    def vectors(self, conds: Sequence[Conditioning]) -> dict[str, np.ndarray]:
+        """``{name: (n, C) float32}``, one row per frame (stretched over the grid by the caller)."""
+        return {i.name: np.stack([get_provider(i.provider).vector(c) for c in conds]).astype(np.float32)
+                for i in self.inputs}
+
+    def arrays(self, conds: Sequence[Conditioning], h: int, w: int) -> dict[str, np.ndarray]:
+        """``{name: (n, C, h, w) float32}`` on the LR grid of an h×w batch."""
+        out = {}
+        for name, rows in self.vectors(conds).items():
+            key = (rows.tobytes(), rows.shape, h, w)
+            cached = self._constant.get(name)
+            if cached is not None and cached[0] == key:
+                out[name] = cached[1]
+                continue
+            value = np.ascontiguousarray(np.broadcast_to(rows[:, :, None, None], (*rows.shape, h, w)))
+            if not get_provider(self._by_name[name].provider).needs_noise:
+                self._constant[name] = (key, value)  # one shape at a time: a new size replaces it
+            out[name] = value
+        return out

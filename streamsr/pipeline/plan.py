@@ -1,0 +1,210 @@
+"""Everything a run decides before its first frame, as pure functions of its inputs.
+
+:func:`plan_source` decides how the input is read (live or a file, real-time pacing, audio,
+hardware decoding) from the config and the input's name; :func:`plan_run` decides the rest once
+the input's stream is known: the model's geometry and network, queues and latency bound, the
+encoder's settings and pixel format, where colour is converted, what a degradation-aware model is
+told. :func:`~streamsr.pipeline.job.upscale_video` only opens things, builds the stages a plan
+describes and runs them. Both take what they need to know of the machine and the backend as
+arguments, so tests can plan any run on any machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from ..backends.base import Capabilities
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..frames import VideoInfo
+from ..io.encoders import check_encoder, choose_pix_fmt, even_size
+from ..io.outputs import container_format
+from ..io.sink import SinkConfig
+from ..machine import Machine
+from ..models.geometry import Geometry, resolve_geometry
+from ..models.inputs import needs_noise
+from ..models.registry import ModelSpec, ModelVariant, get_model
+from ..urls import is_hls, is_live_input
+from .stages import Telling
+
+__all__ = ["LIVE_QUEUE", "RunPlan", "SourcePlan", "check_options", "known_variant", "plan_run", "plan_source", "plan_variant"]
+
+#: live mode's queue bound: a slow stage makes the oldest frames drop instead of wait
+LIVE_QUEUE = 2
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """How the input is read.
+
+    Args:
+        name: the input's path or URL (None for a file object).
+        live: a live stream (reconnecting, capture-time timestamps).
+        realtime: live mode: drop-oldest queues and a latency bound.
+        pace: release frames no faster than their timestamps (a file read in real time; HLS,
+            whose segments arrive whole).
+        audio: pass audio packets through.
+        hwaccel: the hardware device type to decode on (None: the CPU).
+    """
+
+    name: str | None
+    live: bool
+    realtime: bool
+    pace: bool
+    audio: bool
+    hwaccel: str | None
+
+
+def plan_source(config: RunConfig, src, machine: Machine) -> SourcePlan:
+    """How ``src`` (a path, URL, ``"-"`` or a file object) is read under ``config``."""
+    text = os.fspath(src) if isinstance(src, (str, os.PathLike)) else None
+    live = bool(text) and is_live_input(text)
+    realtime = live if config.realtime is None else config.realtime
+    return SourcePlan(name=text, live=live, realtime=realtime, pace=realtime and (not live or is_hls(text)),
+                      audio=config.audio and (live or not realtime), hwaccel=machine.hwaccel(config.hwdec))
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run does, decided before its first frame.
+
+    Args:
+        spec: the model.
+        geometry: input, network and output sizes (:func:`~streamsr.models.geometry.resolve_geometry`).
+        source: how the input is read.
+        batch_size: frames per inference call.
+        queue_size: bound of every queue between stages.
+        max_latency: the most seconds a frame may wait before inference (live mode), else None.
+        sink: the encoder's settings (live outputs: fast preset, zero-latency tune, a keyframe a second).
+        pix_fmt: the output pixel format.
+        out_size: the size written ((width, height); 4:2:0 crops an odd side).
+        colour_on: "cpu" (swscale) or "device" (PyTorch on the inference device).
+        telling: what a degradation-aware model is told (None for other models).
+        estimate_noise: the noise level is estimated from the frames (told per frame).
+    """
+
+    spec: ModelSpec
+    geometry: Geometry
+    source: SourcePlan
+    batch_size: int
+    queue_size: int
+    max_latency: float | None
+    sink: SinkConfig
+    pix_fmt: str
+    out_size: tuple[int, int]
+    colour_on: str
+    telling: Telling | None
+    estimate_noise: bool
+
+    @property
+    def variant(self) -> ModelVariant:
+        """The network the run loads."""
+        return self.spec.variant(self.geometry.factor, self.geometry.part)
+
+
+def plan_variant(config: RunConfig, info: VideoInfo) -> ModelVariant:
+    """The network a run of ``config`` on ``info``'s frames needs (to load it before planning)."""
+    spec = get_model(config.model)
+    geometry = resolve_geometry(spec, config.request, info.width, info.height)
+    return spec.variant(geometry.factor, geometry.part)
+
+
+def known_variant(config: RunConfig) -> ModelVariant | None:
+    """The network a run needs when that does not depend on the input's size (a scale, not a
+    target size, or a continuous model); None otherwise."""
+    spec = get_model(config.model)
+    if not spec.scales:
+        return spec.variant(None, config.part)
+    if config.size is not None:
+        return None
+    geometry = resolve_geometry(spec, config.request, 64, 64)
+    return spec.variant(geometry.factor, geometry.part)
+
+
+def _sink_config(sink: SinkConfig, realtime: bool, info: VideoInfo) -> SinkConfig:
+    """Live outputs: fast preset, zero-latency tune, one keyframe a second (HLS segments and
+    players joining mid-stream need them), fragmented MP4; unless the user chose otherwise."""
+    if not realtime:
+        return sink
+    changes: dict = {"live": True}
+    if sink.codec in ("libx264", "libx265"):
+        changes.update(preset=sink.preset or "veryfast", tune=sink.tune or "zerolatency")
+    if sink.gop is None:
+        changes["gop"] = max(1, round(info.frame_rate or 25))
+    return dataclasses.replace(sink, **changes)
+
+
+def _colour_on(config: RunConfig, backend, pix_fmt: str) -> str:
+    """Where colour is converted: "auto" picks the device when the backend keeps tensors on a
+    CUDA device and the output is 8-bit 4:2:0.
+
+    Raises:
+        ConfigError: ``--colour-on device`` where it can't be done (says why).
+    """
+    if config.colour_on == "cpu":
+        return "cpu"
+    why = []
+    capabilities: Capabilities = backend.capabilities
+    if not capabilities.device_tensors:
+        why.append(f"the {backend.name} backend works on host arrays")
+    if pix_fmt not in ("yuv420p", "yuvj420p"):
+        why.append(f"the output pixel format {pix_fmt} is not 8-bit 4:2:0")
+    if config.colour_on == "device":
+        if why:
+            raise ConfigError(f"--colour-on device: {'; '.join(why)}; use --colour-on cpu")
+        return "device"
+    return "device" if not why and capabilities.on_cuda else "cpu"
+
+
+def _check_paths(src_name: str | None, dst) -> None:
+    if not isinstance(dst, (str, os.PathLike)):
+        return
+    container_format(os.fspath(dst))
+    if src_name is not None and "-" not in (src_name, os.fspath(dst)) \
+            and os.path.abspath(src_name) == os.path.abspath(dst):
+        raise ConfigError(f"output {os.fspath(dst)!r} is the input file; choose another name")
+
+
+def check_options(config: RunConfig, source: SourcePlan, destination) -> ModelSpec:
+    """The checks that need no input stream (made before the input is opened, and again by
+    :func:`plan_run`): the model exists and is told what it understands, the encoder exists, the
+    output is one streamsr can write and is not the input. Returns the model's spec."""
+    spec = get_model(config.model)
+    if not spec.conditioned and (config.noise is not None or config.blur is not None):
+        raise ConfigError(f"model {spec.name} is not told the degradation; --noise/--blur need a "
+                          f"degradation-aware model (udvd)")
+    check_encoder(config.sink.codec)
+    _check_paths(source.name, destination)
+    return spec
+
+
+def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan, backend) -> RunPlan:
+    """Decide a run. Pure: reads its arguments only (and FFmpeg's static tables of encoders).
+
+    Args:
+        config: the run's settings.
+        info: the input's video stream.
+        destination: the output path, URL, ``"-"`` or file object.
+        source: from :func:`plan_source`.
+        backend: the loaded backend (its name and capabilities: where colour can be converted).
+
+    Raises:
+        StreamSRError subclasses: an option that does not fit the model, the output or the input.
+    """
+    spec = check_options(config, source, destination)
+    geometry = resolve_geometry(spec, config.request, info.width, info.height)
+    sink = _sink_config(config.sink, source.realtime, info)
+    pix_fmt = choose_pix_fmt(sink.codec, sink.pix_fmt, info.pix_fmt)
+    telling = None
+    if spec.conditioned:
+        factor = geometry.factor or max(geometry.scale)
+        telling = Telling(blur=0.5 * factor if config.blur is None else config.blur, noise=config.noise)
+    return RunPlan(
+        spec=spec, geometry=geometry, source=source, batch_size=config.batch_size,
+        queue_size=min(config.queue_size, LIVE_QUEUE) if source.realtime else config.queue_size,
+        max_latency=config.max_latency if source.realtime else None, sink=sink, pix_fmt=pix_fmt,
+        out_size=even_size(*geometry.out_size, pix_fmt), colour_on=_colour_on(config, backend, pix_fmt),
+        telling=telling, estimate_noise=needs_noise(spec.inputs) and config.noise is None,
+    )
