@@ -142,3 +142,31 @@ def test_live_queue_bounds_frames_only_and_drops_the_oldest_frame():
     items = [q.get_nowait() for _ in range(q.qsize())]
     assert [x.index for x in items if isinstance(x, Frame)] == [1, 2]
     assert [x.payload for x in items if isinstance(x, PassThrough)] == ["a0", "a1", "a2", "a3", "a4", "a5"]
+
+
+def test_frames_older_than_the_latency_bound_are_dropped_before_inference():
+    """Live mode's bound on a driven clock: a frame that waited longer than max_latency between
+    decode and inference is dropped and counted; every other one is inferred, in order."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from streamsr.frames import ColourTags, Frame
+    from streamsr.pipeline.stages import InferStage
+
+    class Doubler:
+        def infer(self, batch, extra=None):
+            return batch * 2
+
+    now = [0.0]
+    stage = InferStage(Doubler(), batch_size=1, max_latency=0.5, clock=lambda: now[0])
+    colour = ColourTags(1, 1)
+    arrivals = [0.0, 0.1, 0.2, 0.3, 0.4]
+    checked_at = [0.2, 0.7, 0.7, 0.8, 0.95]  # frames 1 and 4 waited 0.6 and 0.55 s
+    out = []
+    for i, (arrival, t) in enumerate(zip(arrivals, checked_at, strict=True)):
+        now[0] = t
+        frame = Frame(i, i, Fraction(1, 25), np.full((3, 2, 2), i, np.float32), colour, arrival)
+        out += stage.process(frame)
+    assert [f.index for f in out] == [0, 2, 3] and stage.stats.dropped == 2
+    assert all((f.image == 2 * f.index).all() for f in out)

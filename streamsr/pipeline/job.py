@@ -107,7 +107,7 @@ class RunHandle:
         if state == "running" and source is not None:
             state = getattr(source, "state", state)
         return JobSnapshot(
-            name=self.name, state=state, frames_in=source.frames_decoded if source is not None else 0,
+            name=self.name, state=state, frames_in=runner.stats[0].items if runner is not None else 0,
             frames_out=self.frames_out, dropped=sum(s.dropped for s in runner.stats) if runner else 0,
             reconnects=getattr(source, "reconnects", 0), total=self.total,
             elapsed=time.monotonic() - self.started, latency=self.latency.summary(), error=self.error)
@@ -306,8 +306,8 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
 def _stats(plan: RunPlan, source, sink: Sink, runner: Runner, backend, handle: RunHandle, tracker,
            interrupted: bool) -> RunStats:
     info, live = source.info, plan.source.live
-    stats = RunStats(
-        frames_in=source.frames_decoded, frames_out=sink.frames_written,
+    stats = RunStats(  # frames in = those that entered the pipeline (not one decoded past --duration)
+        frames_in=runner.stats[0].items, frames_out=sink.frames_written,
         wall_seconds=runner.wall_seconds, stages=runner.stats, decode_errors=source.decode_errors,
         corrupt_frames=source.corrupt_frames, interrupted=interrupted,
         notices=list(source.notices) + list(sink.notices),
