@@ -13,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -29,29 +28,15 @@ from .models.inputs import InputAssembler, run_conditioning
 from .models.registry import get_model
 from .pipeline.job import build_stages, run_sequential, upscale_video
 from .pipeline.plan import known_variant, plan_run, plan_source, plan_variant
+from .synth import texture_pattern, write_clip
 
 __all__ = ["MatrixRow", "format_matrix", "frame_gflop", "model_only_fps", "run_bench", "run_matrix", "synth_clip"]
 
 
 def synth_clip(path: Path, width: int, height: int, frames: int, fps: int = 25) -> Path:
     """Write an H.264 clip of moving texture (edges, gradients, noise) for benchmarking."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (height // 8 + 2, width // 8 + 2, 3), dtype=np.uint8)
-    big = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        vs.codec_context.options = {"preset": "ultrafast", "crf": "18"}
-        for i in range(frames):
-            img = np.ascontiguousarray(big[i % 8 : i % 8 + height, i % 16 : i % 16 + width])
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts = i
-            vf.time_base = Fraction(1, fps)
-            for p in vs.encode(vf):
-                out.mux(p)
-        for p in vs.encode(None):
-            out.mux(p)
-    return path
+    return write_clip(path, frames=frames, size=(width, height), fps=fps, image=texture_pattern,
+                      options={"preset": "ultrafast", "crf": "18"})
 
 
 def _sequential_fps(clip: Path, out: Path, config: RunConfig) -> float:

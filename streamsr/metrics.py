@@ -107,6 +107,14 @@ def _crop(a: np.ndarray, border: int) -> np.ndarray:
     return a[border:-border, border:-border] if border > 0 else a
 
 
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB of two arrays of the same shape whose values span ``peak`` (``inf`` if equal)."""
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"shapes differ: {np.shape(a)} vs {np.shape(b)}")
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
+
 def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
     """PSNR in dB between the Y channels of two RGB uint8 images.
 
@@ -120,9 +128,7 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
     """
     if sr.shape != hr.shape:
         raise ValueError(f"image shapes differ: {sr.shape} vs {hr.shape}")
-    diff = _crop(rgb_to_y(sr), border) - _crop(rgb_to_y(hr), border)
-    mse = float(np.mean(diff**2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+    return psnr(_crop(rgb_to_y(sr), border), _crop(rgb_to_y(hr), border))
 
 
 def _gaussian_valid(a: np.ndarray, kernel: np.ndarray) -> np.ndarray:

@@ -1,5 +1,4 @@
 import json
-import math
 import shutil
 
 import numpy as np
@@ -15,14 +14,14 @@ from streamsr.backends import (
 )
 from streamsr.cli import main
 from streamsr.errors import BackendUnavailableError, ConfigError
+from streamsr.metrics import psnr
 from streamsr.models import get_model, list_models
 
 CASES = [(name, scale) for name in list_models() for scale in get_model(name).scales]
 
 
 def _psnr(a, b):
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    return psnr(np.clip(a, 0, 1), np.clip(b, 0, 1), peak=1.0)
 
 
 def test_backends_registered():
@@ -80,6 +79,7 @@ def test_export_dynamic_shapes(tmp_path, precision):
         assert out.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                     reason="torch.compile's CPU kernels need a C++ compiler")
 def test_torch_compile_matches_eager(tmp_path, small_clip):

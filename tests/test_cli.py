@@ -1,5 +1,6 @@
 """The command line as a user meets it: one clear line for bad input, pipes, signals."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -99,6 +100,7 @@ def test_crf_for_encoder_without_crf(small_clip, tmp_path):
     _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.mkv", "--codec", "ffv1", "--crf", "20"), "crf")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_tensorrt_absent(small_clip, tmp_path):
     _one_clear_line(_run("run", small_clip, "-o", tmp_path / "o.mp4", "--backend", "tensorrt"), "TensorRT")
 
@@ -123,6 +125,7 @@ def test_version_and_help():
         assert r.exit_code == 0 and "Usage" in r.stdout
 
 
+@pytest.mark.slow
 def test_stdin_to_stdout(tmp_path):
     src = make_video(tmp_path / "in.ts", frames=10, container="mpegts", audio="aac")
     out = tmp_path / "out.ts"
@@ -134,6 +137,7 @@ def test_stdin_to_stdout(tmp_path):
     assert len(imgs) == 10 and imgs[0].shape == (96, 128, 3)
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_playable_file(tmp_path):
     src = make_video(tmp_path / "long.mp4", frames=600, size=(160, 120))
     out = tmp_path / "out.mp4"
@@ -188,6 +192,7 @@ def test_eval_folder_and_video(tmp_path):
     assert missing.exit_code == 1 and "not found" in missing.stderr
 
 
+@pytest.mark.slow
 def test_bench_matrix_on_a_tiny_grid(tmp_path):
     out = tmp_path / "BENCH.md"
     r = CliRunner().invoke(main, ["bench", "--matrix", "--device", "cpu", "--models", "espcn,udvd", "--sizes", "64x48",

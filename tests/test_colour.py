@@ -16,16 +16,13 @@ from streamsr.cli import main
 from streamsr.colour import rgb_to_yuv420, yuv420_to_rgb
 from streamsr.errors import ConfigError
 from streamsr.frames import BT601, BT709, RANGE_FULL, RANGE_LIMITED, ColourTags
-from streamsr.swscale import SWS_FLAGS, sws_colorspace, to_rgb
+from streamsr.metrics import psnr
 from streamsr.pipeline.job import upscale_video
+from streamsr.swscale import SWS_FLAGS, sws_colorspace, to_rgb
 
 COLOURS = [ColourTags(BT601, RANGE_LIMITED), ColourTags(BT709, RANGE_LIMITED), ColourTags(BT709, RANGE_FULL),
            ColourTags(9, RANGE_LIMITED)]
 
-
-def psnr(a, b) -> float:
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse)) if mse else float("inf")
 
 
 @pytest.fixture(scope="module")
@@ -172,10 +169,10 @@ def test_where_colour_is_converted(tmp_path, small_clip):
         upscale_video(small_clip, tmp_path / "d.mkv", RunConfig.from_options(backend="torch", colour_on="device",
                                                                              codec="ffv1", pix_fmt="yuv444p"))
     from streamsr.backends import load_backend
-    from streamsr.models import get_model
     from streamsr.io.sink import Sink
     from streamsr.io.source import Source
     from streamsr.machine import Machine
+    from streamsr.models import get_model
     from streamsr.pipeline.job import build_stages
     from streamsr.pipeline.plan import plan_run, plan_source
 

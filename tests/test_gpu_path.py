@@ -1,7 +1,6 @@
 """The GPU fast path: what can be checked on a CPU runs everywhere; the rest is marked gpu/tensorrt
 and skipped at collection where absent."""
 
-import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,14 +19,14 @@ from streamsr.backends.tensorrt_backend import _profile_from_name
 from streamsr.backends.tiling import TiledBackend, tile_ranges
 from streamsr.errors import ConfigError
 from streamsr.evaluate import ModuleBackend
+from streamsr.metrics import psnr
 from streamsr.models import build_model, get_model, list_models
 
 PROFILE = ShapeProfile.parse("1x3x64x64", "1x3x540x960", "4x3x1080x1920")
 
 
 def _psnr(a, b):
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    return psnr(np.clip(a, 0, 1), np.clip(b, 0, 1), peak=1.0)
 
 
 def test_shape_parsing_and_validation():
@@ -89,6 +88,7 @@ def test_tile_ranges_cover_exactly():
         tile_ranges(100, 32, 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_tiled_and_whole_frame_agree(name):
     spec = get_model(name)

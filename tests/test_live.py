@@ -60,6 +60,7 @@ def _times(path):
     return [float(p * tb) for p in pts], imgs
 
 
+@pytest.mark.slow
 def test_reads_frames_from_rtsp(rtsp_server, tmp_path):
     server = rtsp_server()
     out = tmp_path / "cam.mkv"
@@ -90,6 +91,7 @@ def test_basic_auth_and_masked_credentials(rtsp_server, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_reconnects_after_the_server_restarts(rtsp_server, tmp_path):
     server = rtsp_server()
     out = tmp_path / "cam.mkv"
@@ -119,6 +121,7 @@ def test_reconnects_after_the_server_restarts(rtsp_server, tmp_path):
     assert gaps.max() > 1.0  # the outage shows as a gap in capture time, not a jump back
 
 
+@pytest.mark.slow
 def test_slow_backend_keeps_latency_bounded_and_counts_drops(rtsp_server, tmp_path):
     server = rtsp_server()
     slow = SlowBackend(delay=0.12)  # ~8 fps against a 25 fps camera
@@ -133,6 +136,7 @@ def test_slow_backend_keeps_latency_bounded_and_counts_drops(rtsp_server, tmp_pa
     assert stats.frames_out + stats.dropped == stats.frames_in
 
 
+@pytest.mark.slow
 def test_two_cameras_one_failing(rtsp_server, tmp_path):
     server = rtsp_server()
     from conftest import free_port
@@ -179,6 +183,7 @@ def test_hls_output(tmp_path):
     assert len(read_video(playlist)[1]) == 60
 
 
+@pytest.mark.slow
 def test_metrics_endpoint_during_a_live_run(rtsp_server, tmp_path):
     server = rtsp_server()
     handle = RunHandle("gate")
@@ -206,6 +211,7 @@ def test_file_read_in_realtime_drops_when_too_slow(tmp_path):
     assert stats.frames_in == 50 and 0 < stats.frames_out < 50 and stats.dropped == 50 - stats.frames_out
 
 
+@pytest.mark.slow
 def test_cli_bounded_live_run_masks_credentials(rtsp_server, tmp_path):
     server = rtsp_server(user="admin", password="hunter2")
     out, stats_file = tmp_path / "cam.mp4", tmp_path / "stats.json"
@@ -220,6 +226,7 @@ def test_cli_bounded_live_run_masks_credentials(rtsp_server, tmp_path):
     assert len(imgs) == data["frames_out"] > 0 and times[-1] - times[0] < 2.0
 
 
+@pytest.mark.slow
 def test_stream_lost_for_good_keeps_the_recording(rtsp_server, tmp_path):
     from streamsr.errors import StreamLostError
 
@@ -249,6 +256,7 @@ def test_stream_lost_for_good_keeps_the_recording(rtsp_server, tmp_path):
     assert len(read_video(out)[1]) == error.stats.frames_out  # finalized and playable
 
 
+@pytest.mark.slow
 def test_camera_audio_is_recorded_and_survives_a_reconnect(rtsp_server, tmp_path):
     """A camera's G.711 microphone track is carried into the recording on the video's clock,
     through an outage: sound stays in step with the picture and shows the same gap."""

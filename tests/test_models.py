@@ -93,6 +93,7 @@ def test_shipped_weights_beat_bicubic_on_validation_frame(name, scale):
     assert np.mean(gains) > 0.2, gains
 
 
+@pytest.mark.slow
 def test_udvd_told_clean_input_keeps_up_with_srresnet():
     """x2 clean bicubic LR, UDVD told "no blur, no noise": it sharpens like a plain SR network,
     within the issue's 0.3 dB of SRResNet (trained for clean input only)."""

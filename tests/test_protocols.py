@@ -170,6 +170,7 @@ def test_pushes_mpegts_over_udp(tmp_path):
     assert len(reader.sizes) > 10 and set(reader.sizes) == {(128, 96)}
 
 
+@pytest.mark.slow
 def test_reads_mpegts_from_a_tcp_server(tmp_path):
     """An encoder that serves MPEG-TS over TCP (tcp://...?listen=1 on its side). It runs in its
     own process: PyAV holds the GIL while its output waits for a client to connect."""
@@ -193,6 +194,7 @@ def test_reads_mpegts_from_a_tcp_server(tmp_path):
     _check_recording(out, stats.frames_out, (320, 192))
 
 
+@pytest.mark.slow
 def test_reads_a_live_hls_playlist_over_http(tmp_path):
     """A live HLS playlist (rolling window of 1-second segments) served over HTTP."""
     import functools
@@ -258,12 +260,14 @@ rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record o
     proc.wait(10)
 
 
+@pytest.mark.slow
 def test_reads_from_an_rtmp_server(rtmp_server, tmp_path):
     pub = Publisher(f"{rtmp_server}/cam", "flv", audio=True)
     # published before anyone plays it
     _record_while_publishing(pub, f"{rtmp_server}/cam", tmp_path, 30, before=lambda: time.sleep(1.0))
 
 
+@pytest.mark.slow
 def test_pushes_to_an_rtmp_server(rtmp_server, tmp_path):
     reader = Reader(f"{rtmp_server}/out", limit=40, timeout=(10.0, 5.0))
     reader.start()  # nginx lets a player wait for a stream not yet published

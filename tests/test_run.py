@@ -11,8 +11,8 @@ from media import audio_packets, make_video, moving_pattern, read_video
 from streamsr import RunConfig, SinkConfig, upscale_video
 from streamsr.frames import ColourTags
 from streamsr.io import Source
-from streamsr.swscale import to_rgb
 from streamsr.metrics import bicubic_upscale, downscale, psnr_y
+from streamsr.swscale import to_rgb
 
 
 def test_every_frame_once_same_pts_and_size(small_clip, tmp_path):
@@ -182,6 +182,7 @@ def test_damaged_input_counts_errors_and_goes_on(tmp_path):
     assert stats.frames_out == stats.frames_in >= 30
 
 
+@pytest.mark.slow
 def test_real_damaged_file_from_opencv_doc(tmp_path):
     from conftest import OPENCV_DATA
 
@@ -274,6 +275,7 @@ def test_segmented_recording_keeps_every_frame_and_the_audio(tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.slow
 def test_segments_named_by_clock_time_from_the_cli(tmp_path):
     from click.testing import CliRunner
 
@@ -293,3 +295,26 @@ def test_segments_named_by_clock_time_from_the_cli(tmp_path):
     assert r.exit_code == 1 and "needs a file name pattern" in r.output
     r = CliRunner().invoke(main, ["run", str(src), "-o", "udp://127.0.0.1:9", "--segment-time", "60"])
     assert r.exit_code == 1 and "applies to file outputs" in r.output
+
+
+def test_a_run_is_watched_by_snapshots_and_stopped_by_its_handle(tmp_path):
+    """What progress lines, /metrics and a remote job runner see: frozen snapshots; stop() ends
+    the run gracefully (what was read is written, the file is finalized)."""
+    from streamsr.pipeline import JobSnapshot, RunHandle
+
+    src = make_video(tmp_path / "long.mp4", frames=200, size=(64, 48))
+    handle, seen = RunHandle("clip"), []
+
+    def progress(h):
+        seen.append(h.snapshot())
+        if h.frames_out == 5:
+            h.stop()
+
+    stats = upscale_video(src, tmp_path / "out.mkv", RunConfig(scale=2), progress=progress, handle=handle)
+    assert all(isinstance(s, JobSnapshot) for s in seen) and seen[0].state == "running"
+    assert [s.frames_out for s in seen] == list(range(1, len(seen) + 1))
+    assert all(s.frames_in >= s.frames_out and s.total == 200 and s.name == "clip" for s in seen)
+    assert stats.interrupted and 5 <= stats.frames_out < 200 and stats.frames_in == stats.frames_out
+    assert len(read_video(tmp_path / "out.mkv")[1]) == stats.frames_out
+    final = handle.snapshot()
+    assert final.state == "done" and final.frames_out == stats.frames_out

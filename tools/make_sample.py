@@ -13,7 +13,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
+
+from streamsr.synth import encode_tone
 
 SRC = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 DST = Path(__file__).resolve().parents[1] / "streamsr" / "data" / "sample.mp4"
@@ -40,15 +41,7 @@ def main(seconds: int = 5) -> None:
                 out.mux(p)
         for p in vs.encode(None):
             out.mux(p)
-        t = np.arange(seconds * 48000) / 48000
-        tone = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        for k in range(0, len(tone), 1024):
-            af = av.AudioFrame.from_ndarray(tone[None, k : k + 1024], format="flt", layout="mono")
-            af.sample_rate, af.pts, af.time_base = 48000, k, Fraction(1, 48000)
-            for p in aus.encode(af):
-                out.mux(p)
-        for p in aus.encode(None):
-            out.mux(p)
+        encode_tone(out, aus, seconds, amplitude=0.1, layout="mono")
     print(f"wrote {DST} ({DST.stat().st_size // 1024} KiB)")
 
 

@@ -7,7 +7,6 @@ which is what strongly typed TensorRT 11 needs; the graph's inputs and outputs s
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..metrics import psnr
 from ..models.registry import ModelVariant
 
 __all__ = ["OPSET", "OUTPUT_NAME", "check_onnx", "export_onnx"]
@@ -122,11 +122,10 @@ def check_onnx(data: bytes, model: nn.Module, variant: ModelVariant, tolerance_d
         got = session.run([OUTPUT_NAME], {n: t.numpy() for n, t in zip(variant.input_names, inputs)})[0]
         if got.shape != ref.shape:
             raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {ref.shape}")
-        mse = float(np.mean((np.clip(got, 0, 1) - np.clip(ref, 0, 1)) ** 2))
-        psnr = math.inf if mse == 0 else 10 * math.log10(1 / mse)
-        if psnr < tolerance_db:
+        db = psnr(np.clip(got, 0, 1), np.clip(ref, 0, 1), peak=1.0)
+        if db < tolerance_db:
             raise ExportError(
-                f"ONNX and PyTorch disagree on {variant.name}: PSNR {psnr:.1f} dB < {tolerance_db} dB"
+                f"ONNX and PyTorch disagree on {variant.name}: PSNR {db:.1f} dB < {tolerance_db} dB"
             )
-        results.append(psnr)
+        results.append(db)
     return results

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from ..backends.base import BackendBase, Capabilities
+from ..backends.base import WrappedBackend
 from ..models.registry import ModelVariant
 
 __all__ = ["HubClient", "InferenceHub"]
@@ -30,20 +30,13 @@ def _concat(parts: list):
     return torch.cat(parts)
 
 
-class HubClient(BackendBase):
+class HubClient(WrappedBackend):
     """Backend-shaped handle on one of the hub's networks: ``infer`` blocks until the hub ran the
     batch it joined; name, variant and capabilities are the loaded backend's."""
 
-    def __init__(self, hub: InferenceHub, variant: ModelVariant, backend):
-        self._hub, self.variant, self._backend = hub, variant, backend
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self._backend.name
-
-    @property
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
-        return self._backend.capabilities
+    def __init__(self, hub: InferenceHub, backend):
+        super().__init__(backend)
+        self._hub = hub
 
     def _submit(self, batch, extra, tensors: bool):
         future: Future = Future()
@@ -89,7 +82,7 @@ class InferenceHub:
         with self._loading:
             if variant not in self._backends:
                 self._backends[variant] = self._load(variant)
-            return HubClient(self, variant, self._backends[variant])
+            return HubClient(self, self._backends[variant])
 
     @staticmethod
     def _key(req) -> tuple:

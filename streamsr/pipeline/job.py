@@ -300,7 +300,8 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
     finally:
         if own:
             backend.close()
-    return _stats(plan, source, sink, runner, backend, handle, tracker, interrupted)
+    stopped = handle.state == "stopping"  # handle.stop(): like Ctrl-C, the output keeps what was read
+    return _stats(plan, source, sink, runner, backend, handle, tracker, interrupted or stopped)
 
 
 def _stats(plan: RunPlan, source, sink: Sink, runner: Runner, backend, handle: RunHandle, tracker,

@@ -1,0 +1,230 @@
+"""The run plan, geometry, input declarations and backend capabilities, as pure functions: no
+input is opened and no network loaded, any machine can be planned on."""
+
+from fractions import Fraction
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from streamsr import RunConfig
+from streamsr.backends import Capabilities, WrappedBackend, backend_option_names, create_backend
+from streamsr.backends.base import coerce_backend_options
+from streamsr.backends.tiling import TiledBackend
+from streamsr.errors import ConfigError, UnsupportedScaleError
+from streamsr.frames import ColourTags, VideoInfo
+from streamsr.machine import Machine
+from streamsr.models import (
+    ContinuousRange,
+    FixedFactors,
+    ModelInput,
+    ModelSpec,
+    Parts,
+    ScaleRequest,
+    get_model,
+    list_models,
+    resolve_geometry,
+)
+from streamsr.models.inputs import InputAssembler, needs_noise, run_conditioning
+from streamsr.pipeline.hub import InferenceHub
+from streamsr.pipeline.plan import known_variant, plan_run, plan_source
+
+INFO = VideoInfo(width=640, height=360, time_base=Fraction(1, 25), frame_rate=Fraction(25), frame_count=100,
+                 codec="h264", pix_fmt="yuv420p", colour=ColourTags(1, 1))
+HOST = SimpleNamespace(name="onnxruntime", capabilities=Capabilities())
+CUDA = SimpleNamespace(name="torch", capabilities=Capabilities(location="torch", device="cuda", device_tensors=True))
+NO_GPU, GPU = Machine(), Machine(cuda=True, hwdevices=("cuda",))
+
+
+def _spec(geometry, inputs=None):
+    return ModelSpec(name="m", paper="-", geometry=geometry, **({"inputs": inputs} if inputs else {}))
+
+
+def test_fixed_factors_resolve_scales_and_sizes():
+    spec = _spec(FixedFactors((2, 3, 4)))
+    g = resolve_geometry(spec, ScaleRequest(), 640, 360)
+    assert (g.factor, g.net_size, g.out_size, g.resized) == (2, (1280, 720), (1280, 720), False)
+    assert resolve_geometry(spec, ScaleRequest(scale=3.0), 640, 360).out_size == (1920, 1080)
+    with pytest.raises(UnsupportedScaleError, match="supported: 2, 3, 4"):
+        resolve_geometry(spec, ScaleRequest(scale=1.5), 640, 360)
+    # 720p camera to a 1080p wall: x1.5 is reached by the smallest factor at least as large, resized down
+    g = resolve_geometry(spec, ScaleRequest(size=(1920, 1080)), 1280, 720)
+    assert (g.factor, g.net_size, g.out_size, g.resized) == (2, (2560, 1440), (1920, 1080), True)
+    assert g.label == "x2 -> 1920x1080"
+    g = resolve_geometry(spec, ScaleRequest(size=(3000, 2000)), 640, 360)  # beyond x4: the largest factor
+    assert g.factor == 4 and g.out_size == (3000, 2000)
+
+
+def test_continuous_and_parts_geometry():
+    cont = _spec(ContinuousRange(1.0, 4.0, per_axis=True))
+    g = resolve_geometry(cont, ScaleRequest(scale=1.5), 1280, 720)
+    assert (g.factor, g.out_size, g.resized) == (None, (1920, 1080), False) and g.label == "x1.5"
+    g = resolve_geometry(cont, ScaleRequest(size=(1920, 1080)), 640, 480)  # another aspect ratio
+    assert g.scale == (3.0, 2.25) and g.label == "x3/2.25"
+    with pytest.raises(UnsupportedScaleError, match="1 to 4"):
+        resolve_geometry(cont, ScaleRequest(scale=5.0), 100, 100)
+    same = _spec(ContinuousRange(1.0, 4.0, per_axis=False))
+    with pytest.raises(ConfigError, match="both axes alike"):
+        resolve_geometry(same, ScaleRequest(size=(1920, 1080)), 640, 480)
+    pair = _spec(Parts((2, 4), (("down", -1), ("up", 1)), default_part="up"))
+    assert resolve_geometry(pair, ScaleRequest(scale=2), 640, 360).out_size == (1280, 720)
+    g = resolve_geometry(pair, ScaleRequest(scale=4, part="down"), 1920, 1080)
+    assert (g.out_size, g.part, g.label) == ((480, 270), "down", "/4 down")
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        resolve_geometry(pair, ScaleRequest(scale=4, part="down"), 1922, 1080)
+    with pytest.raises(ConfigError, match="has parts down, up"):
+        resolve_geometry(pair, ScaleRequest(part="sideways"), 64, 64)
+    with pytest.raises(ConfigError, match="has no parts"):
+        resolve_geometry(_spec(FixedFactors((2,))), ScaleRequest(part="up"), 64, 64)
+    with pytest.raises(ConfigError, match="not both"):
+        ScaleRequest(scale=2, size=(10, 10))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_declares_its_inputs(name):
+    spec = get_model(name)
+    assert spec.inputs[0].role == "image" and spec.inputs[0].channels == 3
+    assert spec.conditioned == any(i.role == "degradation" for i in spec.inputs)
+    variant = spec.variant(spec.scales[0])
+    assert variant.name == f"{name}_x{spec.scales[0]}" and variant.input_names[0] == "image"
+    arrays = InputAssembler(variant.inputs).arrays([run_conditioning(1.0, 5.0)] * 2, 7, 9)
+    assert set(arrays) == {i.name for i in spec.inputs[1:]}
+    for i in spec.inputs[1:]:
+        assert arrays[i.name].shape == (2, i.channels, 7, 9) and arrays[i.name].dtype == np.float32
+
+
+def test_input_assembler_tells_each_frame_and_reuses_constant_maps():
+    udvd = get_model("udvd").variant(2)
+    assert needs_noise(udvd.inputs)
+    assembler = InputAssembler(udvd.inputs)
+    first = assembler.arrays([run_conditioning(1.0, 10.0), run_conditioning(1.0, 20.0)], 4, 4)
+    assert np.allclose(first["noise_level"][:, 0, 0, 0], [10 / 255, 20 / 255])
+    again = assembler.arrays([run_conditioning(1.0, 30.0), run_conditioning(1.0, 40.0)], 4, 4)
+    assert again["kernel_code"] is first["kernel_code"]  # built once for the run's blur and shape
+    other = assembler.arrays([run_conditioning(2.0, 30.0)] * 2, 4, 4)
+    assert not np.allclose(other["kernel_code"], first["kernel_code"])
+    with pytest.raises(ValueError, match="only the image"):
+        ModelInput("z", 3, "latent")
+
+
+def test_plan_of_a_file_and_of_a_camera():
+    cfg = RunConfig()
+    src = plan_source(cfg, "in.mp4", NO_GPU)
+    assert (src.live, src.realtime, src.pace, src.audio, src.hwaccel) == (False, False, False, True, None)
+    plan = plan_run(cfg, INFO, "out.mp4", src, HOST)
+    assert plan.geometry.out_size == (1280, 720) and plan.variant.name == "espcn_x2"
+    assert (plan.queue_size, plan.max_latency, plan.colour_on, plan.telling) == (8, None, "cpu", None)
+    assert plan.sink == cfg.sink and plan.pix_fmt == "yuv420p"
+
+    cam = plan_source(cfg, "rtsp://u:p@cam/s", GPU)
+    assert (cam.live, cam.realtime, cam.audio, cam.hwaccel) == (True, True, True, "cuda")
+    plan = plan_run(RunConfig(model="udvd", scale=4), INFO, "cam.mkv", cam, CUDA)
+    assert (plan.queue_size, plan.max_latency, plan.colour_on) == (2, 0.5, "device")
+    assert plan.telling.blur == 2.0 and plan.telling.noise is None and plan.estimate_noise
+    assert (plan.sink.live, plan.sink.preset, plan.sink.tune, plan.sink.gop) == (True, "veryfast", "zerolatency", 25)
+    told = plan_run(RunConfig(model="udvd", noise=7, blur=1.2), INFO, "cam.mkv", cam, CUDA)
+    assert told.telling.noise == 7 and told.telling.blur == 1.2 and not told.estimate_noise
+    hls = plan_source(cfg, "https://cdn/live/index.m3u8", NO_GPU)
+    assert hls.live and hls.pace  # whole segments arrive at once: paced at their own timestamps
+
+
+def test_plan_refuses_what_does_not_fit():
+    file = plan_source(RunConfig(), "in.mp4", NO_GPU)
+    with pytest.raises(ConfigError, match="onnxruntime backend works on host arrays"):
+        plan_run(RunConfig(colour_on="device"), INFO, "o.mp4", file, HOST)
+    with pytest.raises(ConfigError, match="yuv444p is not 8-bit 4:2:0"):
+        plan_run(RunConfig.from_options(colour_on="device", codec="ffv1", pix_fmt="yuv444p"), INFO, "o.mkv", file, CUDA)
+    with pytest.raises(ConfigError, match="--noise/--blur need a degradation-aware model"):
+        plan_run(RunConfig(noise=5), INFO, "o.mp4", file, HOST)
+    with pytest.raises(ConfigError, match="is the input"):
+        plan_run(RunConfig(), INFO, "in.mp4", file, HOST)
+    assert plan_run(RunConfig(colour_on="auto"), INFO, "o.mp4", file, CUDA).colour_on == "device"
+    assert plan_run(RunConfig(size=(1000, 700)), INFO, "o.mp4", file, HOST).out_size == (1000, 700)
+    assert plan_run(RunConfig(size="1001x701"), INFO, "o.mp4", file, HOST).out_size == (1000, 700)  # 4:2:0
+
+
+def test_known_variant_only_when_the_input_size_does_not_matter():
+    assert known_variant(RunConfig(model="udvd", scale=4)).name == "udvd_x4"
+    assert known_variant(RunConfig(model="srgan")).name == "srgan_x4"  # its only factor
+    assert known_variant(RunConfig(size=(1920, 1080))) is None  # the factor depends on the input
+
+
+def test_backend_options_are_checked_by_name_and_typed():
+    assert {"threads", "compile", "channels_last"} <= set(backend_option_names("torch"))
+    assert "device" not in backend_option_names("torch")  # the run sets it
+    typed = coerce_backend_options({"torch": {"threads": "2", "compile": "true"}, "tensorrt": {"max_batch": "8"}})
+    assert typed == {"torch": {"threads": 2, "compile": True}, "tensorrt": {"max_batch": 8}}
+    with pytest.raises(ConfigError, match="unknown option 'thread' for the torch backend; it has: .*threads"):
+        coerce_backend_options({"torch": {"thread": 2}})
+    with pytest.raises(ConfigError, match="unknown backend 'tensorflow'"):
+        coerce_backend_options({"tensorflow": {}})
+    with pytest.raises(ConfigError, match="cannot read 'lots' as int"):
+        coerce_backend_options({"onnxruntime": {"threads": "lots"}})
+    profile = coerce_backend_options({"tensorrt": {"profile": "1x3x64x64,1x3x540x960,4x3x1080x1920"}})
+    assert str(profile["tensorrt"]["profile"].max) == "4x3x1080x1920"
+    # under auto a preset may tune every backend it could get; the chosen one takes its own
+    backend = create_backend("auto", get_model("espcn").variant(2), device="cpu",
+                             options={"torch": {"threads": 2}, "onnxruntime": {"threads": 1}})
+    assert backend.name == "onnxruntime" and backend.config.threads == 1
+    with pytest.raises(ConfigError, match="onnxruntime.threads applies to the onnxruntime backend"):
+        create_backend("torch", get_model("espcn").variant(2), device="cpu", options={"onnxruntime": {"threads": 1}})
+
+
+class _Echo:
+    """A backend double that records its calls (host arrays and device tensors)."""
+
+    name = "echo"
+
+    def __init__(self, variant, tensors=False):
+        self.variant, self.calls, self.closed = variant, [], False
+        self.capabilities = Capabilities(location="torch" if tensors else "host", device_tensors=tensors)
+
+    def infer(self, batch, extra=None):
+        self.calls.append(("arrays", batch.shape))
+        return np.repeat(np.repeat(batch, 2, axis=2), 2, axis=3)
+
+    def infer_tensor(self, x, extra=None):
+        self.calls.append(("tensors", tuple(x.shape)))
+        return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+    def close(self):
+        self.closed = True
+
+
+def test_wrappers_forward_capabilities_and_device_tensors():
+    import torch
+
+    inner = _Echo(get_model("espcn").variant(2), tensors=True)
+    tiled = TiledBackend(inner, tile=8, overlap=2)
+    assert tiled.capabilities.device_tensors and tiled.name == "echo" and tiled.variant.factor == 2
+    x = torch.rand(1, 3, 20, 12)
+    assert torch.equal(tiled.infer_tensor(x), x.repeat_interleave(2, 2).repeat_interleave(2, 3))
+    assert all(kind == "tensors" for kind, _ in inner.calls) and len(inner.calls) > 1  # tile by tile
+    host = WrappedBackend(_Echo(inner.variant))
+    assert not host.capabilities.device_tensors and host.variant == inner.variant
+
+
+def test_hub_loads_one_network_per_variant_and_batches_by_kind():
+    import torch
+
+    loaded = {}
+
+    def load(variant):
+        loaded[variant.name] = _Echo(variant, tensors=True)
+        return loaded[variant.name]
+
+    hub = InferenceHub(load, max_batch=4)
+    try:
+        a = hub.client(get_model("espcn").variant(2))
+        b = hub.client(get_model("espcn").variant(2))
+        c = hub.client(get_model("espcn").variant(3))
+        assert sorted(loaded) == ["espcn_x2", "espcn_x3"] and a.name == "echo"
+        assert a.capabilities.device_tensors  # the loaded backend's, not a generic client's
+        assert a.infer(np.ones((1, 3, 4, 4), np.float32)).shape == (1, 3, 8, 8)
+        assert b.infer_tensor(torch.ones(1, 3, 4, 4)).shape == (1, 3, 8, 8)
+        assert c.infer(np.ones((1, 3, 4, 4), np.float32)).shape == (1, 3, 8, 8)
+        assert [k for k, _ in loaded["espcn_x2"].calls] == ["arrays", "tensors"]
+        assert len(loaded["espcn_x3"].calls) == 1
+    finally:
+        hub.close()
+    assert all(b.closed for b in loaded.values())
