@@ -52,6 +52,10 @@ class RunConfig:
             TensorRT profiles); None = whole frames.
         tile_overlap: LR pixels shared by neighbouring tiles (seam-free when it covers the
             network's receptive field).
+        max_memory: the most memory a run may plan to use ("8G", "512M" or bytes); above it,
+            queues are shortened and frames tiled, and a run that cannot fit even so is refused.
+            None: half of the memory available when the run starts (of the GPU's, for the
+            network on CUDA).
         colour_on: where YUV↔RGB conversion runs: "cpu" (swscale), "device" (PyTorch on the
             inference device, 8-bit 4:2:0 only: uploads 1.5 bytes a pixel instead of 12, and the
             CPU does no per-pixel work), or "auto" (device on CUDA when the formats allow).
@@ -81,6 +85,7 @@ class RunConfig:
     hwdec: str = "auto"
     tile: int | None = None
     tile_overlap: int = 16
+    max_memory: str | int | None = None
     colour_on: str = "auto"
     backend_options: dict = field(default_factory=dict)
     sink: SinkConfig = field(default_factory=SinkConfig)

@@ -1,4 +1,5 @@
-"""What this machine has that a run may use: a CUDA GPU PyTorch sees, FFmpeg's hardware decoders.
+"""What this machine has that a run may use: a CUDA GPU PyTorch sees, FFmpeg's hardware decoders,
+the memory available.
 
 Probed once per process (:meth:`Machine.probe`); planning takes a :class:`Machine` as an argument,
 so it stays a pure function that tests drive with any machine they like.
@@ -7,29 +8,53 @@ so it stays a pure function that tests drive with any machine they like.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 __all__ = ["Machine"]
 
 
+def _available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else the free physical pages (os.sysconf), in bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 @dataclass(frozen=True)
 class Machine:
-    """Args:
+    """A machine, as planning sees it.
+
+    Args:
         cuda: PyTorch sees a CUDA GPU.
         hwdevices: FFmpeg's hardware device types usable for decoding ("cuda", "vaapi", ...).
+        memory: bytes of host memory available when probed (None: unknown, no automatic bound).
+        cuda_memory: bytes free on the CUDA device when probed (None: no GPU, or unknown).
     """
 
     cuda: bool = False
     hwdevices: tuple[str, ...] = ()
+    memory: int | None = None
+    cuda_memory: int | None = None
 
     @classmethod
     @functools.cache
     def probe(cls) -> Machine:
-        """This machine (probed once)."""
+        """This machine (probed once; the memory figures are those at the first probe)."""
         import torch
         from av.codec.hwaccel import hwdevices_available
 
-        return cls(cuda=torch.cuda.is_available(), hwdevices=tuple(hwdevices_available()))
+        cuda = torch.cuda.is_available()
+        return cls(cuda=cuda, hwdevices=tuple(hwdevices_available()), memory=_available_memory(),
+                   cuda_memory=torch.cuda.mem_get_info()[0] if cuda else None)
 
     def hwaccel(self, hwdec: str) -> str | None:
         """The device type to decode on for ``--hwdec`` (None: the CPU): "auto" picks NVDEC when

@@ -253,3 +253,18 @@ def test_presets_set_defaults_that_options_override(small_clip, tmp_path):
     own.write_text('model = "espcn"\nsharpness = 3\n')
     r = _run("run", small_clip, "-o", tmp_path / "d.mp4", "--for", own)
     assert r.exit_code == 1 and "sharpness" in r.output
+
+
+def test_an_unreachable_camera_is_said_and_duration_bounds_the_wait(tmp_path):
+    """Nothing listens: every retry is a (rate-limited) warning with the credentials masked, and
+    --duration bounds the whole run, connecting included."""
+    from conftest import free_port
+
+    url = f"rtsp://u:s3cret@127.0.0.1:{free_port()}/cam"
+    out = tmp_path / "x.mkv"
+    r = _run("run", url, "-o", out, "--duration", "2", "--reconnect-max-wait", "0")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = r.stderr.strip().splitlines()
+    assert any("cannot be reached (attempt 1" in ln for ln in lines), lines
+    assert lines[-1].startswith("streamsr: error: rtsp://***@127.0.0.1") and "no stream within --duration 2 s" in lines[-1]
+    assert "s3cret" not in r.output and not out.exists() and not (tmp_path / "x.mkv.partial").exists()

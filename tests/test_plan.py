@@ -6,14 +6,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from media import read_video
 
-from streamsr import RunConfig
+from streamsr import RunConfig, SinkConfig, upscale_video
 from streamsr.backends import Capabilities, WrappedBackend, backend_option_names, create_backend
 from streamsr.backends.base import coerce_backend_options
 from streamsr.backends.tiling import TiledBackend
 from streamsr.errors import ConfigError, UnsupportedScaleError
 from streamsr.frames import ColourTags, VideoInfo
 from streamsr.machine import Machine
+from streamsr.metrics import psnr
 from streamsr.models import (
     ContinuousRange,
     FixedFactors,
@@ -228,3 +230,54 @@ def test_hub_loads_one_network_per_variant_and_batches_by_kind():
     finally:
         hub.close()
     assert all(b.closed for b in loaded.values())
+
+
+BIG = VideoInfo(width=4000, height=4000, time_base=Fraction(1, 25), frame_rate=Fraction(25), frame_count=3,
+                codec="h264", pix_fmt="yuv420p", colour=ColourTags(1, 1))
+
+
+def test_memory_bound_tiles_large_frames_and_refuses_what_cannot_fit():
+    from streamsr.pipeline.memory import parse_bytes
+
+    assert parse_bytes("8G") == 8 << 30 and parse_bytes("512M") == 512 << 20 and parse_bytes(1000) == 1000
+    assert parse_bytes("1.5GiB") == int(1.5 * 2**30)
+    with pytest.raises(ConfigError, match="like 8G"):
+        parse_bytes("lots")
+    file = plan_source(RunConfig(), "in.mp4", NO_GPU)
+    machine = Machine(memory=24 << 30)  # half of it is the automatic bound
+    small = plan_run(RunConfig(model="udvd"), INFO, "o.mp4", file, HOST, machine)
+    assert (small.tile, small.queue_size, small.notices) == (None, 8, ())
+    big = plan_run(RunConfig(model="udvd", scale=4), BIG, "o.mkv", file, HOST, machine)
+    assert big.tile is not None and big.queue_size == 1 and big.memory.total <= 12 << 30
+    assert "tiles" in big.notices[0] and "udvd_x4" in big.notices[0]
+    unknown = plan_run(RunConfig(model="udvd", scale=4), BIG, "o.mkv", file, HOST)  # nothing known: no bound
+    assert unknown.tile is None
+    with pytest.raises(ConfigError, match="even tiled .*--max-memory"):
+        plan_run(RunConfig(model="udvd", scale=4, max_memory="1G"), BIG, "o.mkv", file, HOST, machine)
+    # on a GPU the network is bounded by the GPU's memory, the queues by the host's
+    gpu = Machine(cuda=True, memory=24 << 30, cuda_memory=1 << 30)
+    on_gpu = plan_run(RunConfig(model="udvd"), INFO, "o.mp4", file, CUDA, gpu)
+    assert on_gpu.tile is not None and on_gpu.memory.network <= 1 << 29
+
+
+def test_a_run_over_its_memory_bound_is_tiled_and_writes_the_same_pictures(tmp_path, caplog):
+    from streamsr.synth import write_clip
+
+    src = write_clip(tmp_path / "in.mkv", frames=3, size=(320, 240), codec="ffv1", pix_fmt="yuv444p")
+    whole = upscale_video(src, tmp_path / "whole.mkv", RunConfig(sink=SinkConfig(codec="ffv1")))
+    tiled = upscale_video(src, tmp_path / "tiled.mkv", RunConfig(sink=SinkConfig(codec="ffv1"), max_memory="60M"))
+    assert whole.frames_out == tiled.frames_out == 3
+    assert "espcn_x2" in caplog.text and "-pixel tiles" in caplog.text  # said once, before the first frame
+    a, b = read_video(tmp_path / "whole.mkv")[1], read_video(tmp_path / "tiled.mkv")[1]
+    assert all(psnr(x, y) > 50 for x, y in zip(a, b, strict=True))
+
+
+def test_an_abort_acts_between_tiles():
+    """A second Ctrl-C must not wait for a huge frame: tiling checks between tiles."""
+    from streamsr.pipeline.runner import Aborted
+
+    inner = _Echo(get_model("espcn").variant(2))
+    tiled = TiledBackend(inner, tile=8, overlap=2, cancelled=lambda: len(inner.calls) >= 2)
+    with pytest.raises(Aborted):
+        tiled.infer(np.zeros((1, 3, 40, 40), np.float32))
+    assert len(inner.calls) == 2  # 2 of 49 tiles ran

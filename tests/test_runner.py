@@ -170,3 +170,24 @@ def test_frames_older_than_the_latency_bound_are_dropped_before_inference():
         out += stage.process(frame)
     assert [f.index for f in out] == [0, 2, 3] and stage.stats.dropped == 2
     assert all((f.image == 2 * f.index).all() for f in out)
+
+
+def test_work_given_up_because_of_an_abort_is_not_an_error():
+    from streamsr.pipeline.runner import Aborted
+
+    def give_up(x):
+        if x == 3:
+            runner.abort()
+            raise Aborted("between tiles")
+        return x
+
+    sink = Collect()
+    runner = Runner(range(100), [FnStage("tiles", give_up), sink], queue_size=2)
+    runner.run()  # no error re-raised: the abort was the reason
+    assert 3 not in sink.items and runner.aborted
+
+    def broken(x):
+        raise Aborted("not asked for")
+
+    with pytest.raises(Aborted):  # without an abort it is a real failure
+        Runner(range(3), [FnStage("tiles", broken), Collect()]).run()

@@ -333,8 +333,7 @@ def create_backend(
 
 
 def load_backend(config, variant: ModelVariant):
-    """Load ``variant`` on the backend a :class:`~streamsr.config.RunConfig` asks for (tiled
-    when it sets ``tile``)."""
+    """Load ``variant`` on the backend a :class:`~streamsr.config.RunConfig` asks for (whole
+    frames: a run's plan decides whether it is tiled, see :func:`streamsr.pipeline.plan.plan_run`)."""
     return create_backend(config.backend, variant, device=config.device, precision=config.precision,
-                          weights=config.weights, tile=config.tile, tile_overlap=config.tile_overlap,
-                          options=config.backend_options)
+                          weights=config.weights, options=config.backend_options)

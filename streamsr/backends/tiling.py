@@ -40,10 +40,13 @@ class TiledBackend(WrappedBackend):
         inner: the backend (a fixed-factor network: tiles map to output tiles by its factor).
         tile: largest LR tile side.
         overlap: LR pixels shared by neighbouring tiles on each side.
+        cancelled: checked between tiles; once it returns True the frame is given up
+            (:class:`~streamsr.pipeline.runner.Aborted`), so an abort acts within one tile.
     """
 
-    def __init__(self, inner, tile: int, overlap: int = 16):
+    def __init__(self, inner, tile: int, overlap: int = 16, cancelled=None):
         super().__init__(inner)
+        self.cancelled = cancelled or (lambda: False)
         if overlap < 0:
             raise ConfigError(f"--tile-overlap must be >= 0, got {overlap}")
         if inner.variant.factor is None:
@@ -71,6 +74,10 @@ class TiledBackend(WrappedBackend):
         out = empty((n, c, h * s, w * s))
         for y0, y1, ky0, ky1 in tile_ranges(h, self.tile, self.overlap):
             for x0, x1, kx0, kx1 in tile_ranges(w, self.tile, self.overlap):
+                if self.cancelled():
+                    from ..pipeline.runner import Aborted
+
+                    raise Aborted("aborted between tiles")
                 part = run(contiguous(batch[:, :, y0:y1, x0:x1]),
                            {k: contiguous(v[:, :, y0:y1, x0:x1]) for k, v in extra.items()})
                 out[:, :, ky0 * s : ky1 * s, kx0 * s : kx1 * s] = \

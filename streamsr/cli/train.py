@@ -84,6 +84,7 @@ def evaluate(path, preset_name, synth_noise, as_json, **options):
     import numpy as np
 
     from ..backends.base import load_backend
+    from ..backends.tiling import TiledBackend
     from ..degradation import Degradation
     from ..errors import ConfigError
     from ..evaluate import Upscaler, score_items
@@ -98,6 +99,8 @@ def evaluate(path, preset_name, synth_noise, as_json, **options):
     degradation = Degradation(blur=blur, noise=added) if (blur or added) else None
     told = Degradation(blur=blur, noise=config.noise if config.noise is not None else added)
     backend = load_backend(config, variant)
+    if config.tile:
+        backend = TiledBackend(backend, config.tile, config.tile_overlap)
     try:
         upscaler = Upscaler(backend, told, noise_auto=config.noise is None and options.get("noise") == "auto")
         scores = score_items(upscaler, path, variant.factor, degradation)

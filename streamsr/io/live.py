@@ -14,6 +14,7 @@ skipped. The output's audio streams are those of the first connection.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,9 @@ from ..frames import Frame, PassThrough, VideoInfo
 from ..urls import mask_credentials, url_scheme
 from .source import Source
 
-__all__ = ["LIVE_TIME_BASE", "LiveConfig", "LiveSource"]
+__all__ = ["LIVE_TIME_BASE", "WARN_EVERY", "LiveConfig", "LiveSource"]
+
+log = logging.getLogger("streamsr")
 
 LIVE_TIME_BASE = Fraction(1, 90000)
 # A frame whose stream time puts it this far *behind* the local clock is a discontinuity (a stall
@@ -34,6 +37,8 @@ LIVE_TIME_BASE = Fraction(1, 90000)
 # *ahead* of it are normal for inputs delivered in bursts (HLS hands over whole segments, often
 # 6-10 s): only a jump further ahead than _AHEAD_S is a discontinuity.
 _REANCHOR_S = 5.0
+#: seconds between two warnings about a camera that cannot be reached
+WARN_EVERY = 10.0
 _AHEAD_S = 30.0
 
 
@@ -84,6 +89,8 @@ class LiveSource:
     Attributes:
         info: :class:`VideoInfo` of the first connection (time base 1/90000).
         reconnects: successful reconnections so far.
+        connect_failures: connection attempts that failed so far (each retry is also logged,
+            at most one warning every WARN_EVERY seconds).
         state: "connecting" (not reached yet), "running", or "reconnecting".
         last_error: why the stream last dropped (credentials masked).
         ended_early: why the run had to give up on the stream (it stayed away longer than
@@ -102,6 +109,8 @@ class LiveSource:
         self._audio_ids: set[int] = set()
         self.notices: list[str] = []
         self.reconnects = 0
+        self.connect_failures = 0
+        self._warned_at: float | None = None
         self.state = "connecting"
         self.last_error: str | None = None
         self.ended_early: str | None = None
@@ -163,6 +172,7 @@ class LiveSource:
                 return session
             except MediaError as exc:
                 self.last_error = str(exc)
+                self.connect_failures += 1
                 if not self.config.reconnect:
                     raise
             limit = self.config.reconnect_max_wait
@@ -172,9 +182,21 @@ class LiveSource:
                     f"{self.name}: no stream for {waited:.0f}s (limit --reconnect-max-wait {limit:g}s); "
                     f"last error: {self.last_error}"
                 )
+            self._warn_retry(pause)
             if self.stop_event.wait(pause):
                 return None
             pause = min(pause * 2, self.config.backoff_max)
+
+    def _warn_retry(self, pause: float) -> None:
+        """One warning per retry, at most one every :data:`WARN_EVERY` seconds: an unreachable
+        camera is said, not retried in silence (messages are masked: they come from MediaError)."""
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < WARN_EVERY:
+            return
+        self._warned_at = now
+        log.warning("%s %s (attempt %d: %s); trying again in %.3g s", self.name,
+                    "cannot be reached" if self.frames_decoded == 0 else "is away",
+                    self.connect_failures, self.last_error, pause)
 
     def __enter__(self) -> Self:
         self._session = self._connect()

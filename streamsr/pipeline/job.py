@@ -10,6 +10,7 @@ gracefully, so the same run works in a thread, a process or a Ray actor.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..backends.base import load_backend
+from ..backends.tiling import TiledBackend
 from ..config import RunConfig
 from ..degradation import NoiseTracker
 from ..errors import ConfigError, MediaError, StreamLostError
@@ -35,6 +37,8 @@ from .stats import LatencyStats, RunStats, StageStats
 
 __all__ = ["JobSnapshot", "Progress", "RunHandle", "build_stages", "run_sequential", "upscale_video"]
 
+log = logging.getLogger("streamsr")
+
 #: progress(handle) — called from the encoder thread after each frame; must be quick.
 Progress = Callable[["RunHandle"], None]
 
@@ -48,6 +52,7 @@ class JobSnapshot:
         state: "starting", "connecting" (a live input not reached yet), "running",
             "reconnecting", "stopping", "done" or "failed".
         frames_in, frames_out, dropped, reconnects: counts so far.
+        connect_failures: failed connection attempts of a live input so far.
         total: expected frame count, or None (live, or unknown).
         elapsed: seconds since the job started.
         latency: capture-to-encode latency summary (see :class:`LatencyStats`).
@@ -60,6 +65,7 @@ class JobSnapshot:
     frames_out: int
     dropped: int
     reconnects: int
+    connect_failures: int
     total: int | None
     elapsed: float
     latency: dict
@@ -109,7 +115,8 @@ class RunHandle:
         return JobSnapshot(
             name=self.name, state=state, frames_in=runner.stats[0].items if runner is not None else 0,
             frames_out=self.frames_out, dropped=sum(s.dropped for s in runner.stats) if runner else 0,
-            reconnects=getattr(source, "reconnects", 0), total=self.total,
+            reconnects=getattr(source, "reconnects", 0), connect_failures=getattr(source, "connect_failures", 0),
+            total=self.total,
             elapsed=time.monotonic() - self.started, latency=self.latency.summary(), error=self.error)
 
 
@@ -244,7 +251,8 @@ def upscale_video(
     Raises:
         StreamSRError subclasses for bad input, options, encoders or outputs.
     """
-    source_plan = plan_source(config, src, machine or Machine.probe())
+    machine = machine or Machine.probe()
+    source_plan = plan_source(config, src, machine)
     check_options(config, source_plan, dst)  # before anything is opened
     named_by_caller = handle is not None
     handle = handle or RunHandle(source_plan.name or "<stream>")
@@ -253,22 +261,43 @@ def upscale_video(
         handle._stop = stop
     source = _open_source(source_plan, src, config, stop)
     handle._source = source
+    expired = threading.Event()
+    timer = None
+    if source_plan.live and duration is not None:  # live: a wall-clock bound, connecting included
+        def expire() -> None:
+            expired.set()
+            stop.set()
+
+        timer = threading.Timer(duration, expire)
+        timer.daemon = True
+        timer.start()
     try:
-        with source:
-            info = source.info
-            handle.total = info.frame_count
+        try:
+            source.__enter__()
+        except MediaError as exc:
+            if expired.is_set():
+                raise MediaError(f"{source.name}: no stream within --duration {duration:g} s "
+                                 f"(last error: {source.last_error})") from exc
+            raise
+        try:
+            handle.total = source.info.frame_count
             if not named_by_caller:
                 handle.name = source.name
             stats = _run(config, source_plan, source, dst, backend, backends, handle, stop, progress,
-                         stop_after, duration)
+                         stop_after, None if timer else duration, machine)
+        finally:
+            source.__exit__(None, None, None)
     except BaseException as exc:
         handle.state, handle.error = "failed", str(exc)
         raise
+    finally:
+        if timer is not None:
+            timer.cancel()
     handle.state = "done"
     return stats
 
 
-def _run(config, source_plan, source, dst, backend, backends, handle, stop, progress, stop_after, duration):
+def _run(config, source_plan, source, dst, backend, backends, handle, stop, progress, stop_after, duration, machine):
     variant = plan_variant(config, source.info)
     own = backend is None
     if own:
@@ -276,7 +305,12 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
     try:
         if backend.variant != variant:
             raise ConfigError(f"the loaded network is {backend.variant.name}, this run needs {variant.name}")
-        plan = plan_run(config, source.info, dst, source_plan, backend)
+        plan = plan_run(config, source.info, dst, source_plan, backend, machine)
+        for notice in plan.notices:
+            log.warning("%s", notice)
+        runner = None
+        if plan.tile and not isinstance(backend, TiledBackend):  # a second Ctrl-C acts within one tile
+            backend = TiledBackend(backend, plan.tile, plan.tile_overlap, cancelled=lambda: runner.aborted)
         sink = Sink(dst, source.info, *plan.geometry.out_size, plan.sink, source.audio_streams)
         with sink:
             def on_item(_item) -> None:
@@ -319,7 +353,8 @@ def _stats(plan: RunPlan, source, sink: Sink, runner: Runner, backend, handle: R
                          "codec": info.codec, "pix_fmt": info.pix_fmt},
                "output": {"width": sink.width, "height": sink.height, "codec": sink.config.codec,
                           "pix_fmt": sink.pix_fmt},
-               "audio": sink.audio_outputs, "colour_on": plan.colour_on},
+               "audio": sink.audio_outputs, "colour_on": plan.colour_on,
+               **({"connect_failures": source.connect_failures} if live else {})},
     )
     if source.decode_errors or source.corrupt_frames:
         stats.notices.append(

@@ -16,6 +16,8 @@ _METRICS = [
     ("streamsr_frames_out_total", "counter", "Frames encoded.", lambda s: s.frames_out),
     ("streamsr_frames_dropped_total", "counter", "Frames dropped to keep latency bounded.", lambda s: s.dropped),
     ("streamsr_reconnects_total", "counter", "Times the input came back after dropping.", lambda s: s.reconnects),
+    ("streamsr_connect_failures_total", "counter", "Failed connection attempts of a live input.",
+     lambda s: s.connect_failures),
     ("streamsr_up", "gauge", "1 while the input delivers frames, 0 while connecting or reconnecting.",
      lambda s: int(s.state == "running")),
 ]

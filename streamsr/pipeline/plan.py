@@ -27,6 +27,7 @@ from ..models.geometry import Geometry, resolve_geometry
 from ..models.inputs import needs_noise
 from ..models.registry import ModelSpec, ModelVariant, get_model
 from ..urls import is_hls, is_live_input
+from .memory import MemoryNeed, parse_bytes, run_memory
 from .stages import Telling
 
 __all__ = ["LIVE_QUEUE", "RunPlan", "SourcePlan", "check_options", "known_variant", "plan_run", "plan_source", "plan_variant"]
@@ -83,6 +84,10 @@ class RunPlan:
         colour_on: "cpu" (swscale) or "device" (PyTorch on the inference device).
         telling: what a degradation-aware model is told (None for other models).
         estimate_noise: the noise level is estimated from the frames (told per frame).
+        tile: run the network tile by tile on tiles of this many LR pixels a side (None: whole frames).
+        tile_overlap: LR pixels neighbouring tiles share.
+        memory: what the run is expected to need (:mod:`streamsr.pipeline.memory`).
+        notices: what the plan changed to fit, for the user (said once).
     """
 
     spec: ModelSpec
@@ -97,6 +102,10 @@ class RunPlan:
     colour_on: str
     telling: Telling | None
     estimate_noise: bool
+    tile: int | None = None
+    tile_overlap: int = 16
+    memory: MemoryNeed | None = None
+    notices: tuple[str, ...] = ()
 
     @property
     def variant(self) -> ModelVariant:
@@ -180,7 +189,59 @@ def check_options(config: RunConfig, source: SourcePlan, destination) -> ModelSp
     return spec
 
 
-def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan, backend) -> RunPlan:
+_UNKNOWN = Machine()  # a machine planning knows nothing about (no automatic memory bound)
+
+#: tile sides tried, largest first, when a frame does not fit the memory bound
+_TILES = (1024, 768, 512, 384, 256, 192, 128, 96, 64)
+
+
+def _fit_memory(config: RunConfig, variant: ModelVariant, geometry: Geometry, queue_size: int, backend,
+                machine: Machine) -> tuple[int, int | None, MemoryNeed | None, tuple[str, ...]]:
+    """The queue bound and tile that keep a run within its memory bound: shorter queues first,
+    then tiles (fixed-factor networks), else a one-line refusal. Returns (queue size, tile,
+    need, notices)."""
+    on_cuda = backend.capabilities.on_cuda
+    host = parse_bytes(config.max_memory) if config.max_memory is not None else (
+        machine.memory // 2 if machine.memory else None)
+    device = host if config.max_memory is not None or not on_cuda else (
+        machine.cuda_memory // 2 if machine.cuda_memory else None)
+
+    def need(q: int, tile: int | None) -> MemoryNeed:
+        return run_memory(variant, geometry.in_size, geometry.net_size, batch=config.batch_size, queue_size=q,
+                          tile=tile, overlap=config.tile_overlap, precision=config.precision or
+                          ("fp16" if on_cuda else "fp32"))
+
+    def fits(n: MemoryNeed) -> bool:
+        if on_cuda:
+            return (host is None or n.queues <= host) and (device is None or n.network <= device)
+        return host is None or n.total <= host
+
+    tile = config.tile
+    first = need(queue_size, tile)
+    if fits(first):
+        return queue_size, tile, first, ()
+    gib = lambda b: f"{b / 2**30:.1f} GiB"
+    budget = f"{'--max-memory' if config.max_memory is not None else 'half the memory available'}, " \
+             f"{gib(host) if host is not None else '?'}"
+    notices = []
+    size = f"{geometry.in_size[0]}x{geometry.in_size[1]}"
+    for q in range(queue_size - 1, 0, -1):
+        if fits(need(q, tile)):
+            notices.append(f"{size} frames: queues shortened to {q} frame(s) to stay within {budget}")
+            return q, tile, need(q, tile), tuple(notices)
+    if tile is None and variant.factor is not None:
+        for side in _TILES:
+            if side > 2 * config.tile_overlap and side < max(geometry.in_size) and fits(need(1, side)):
+                notices.append(f"{size} frames would need about {gib(first.total)} for {variant.name} "
+                               f"({budget}): running it on {side}-pixel tiles, one frame queued between stages")
+                return 1, side, need(1, side), tuple(notices)
+    smallest = need(1, _TILES[-1] if variant.factor is not None else tile)
+    raise ConfigError(f"{size} frames need about {gib(smallest.total)} for {variant.name} even tiled "
+                      f"({budget}); raise --max-memory, or use a smaller input or a lighter model")
+
+
+def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan, backend,
+             machine: Machine = _UNKNOWN) -> RunPlan:
     """Decide a run. Pure: reads its arguments only (and FFmpeg's static tables of encoders).
 
     Args:
@@ -189,6 +250,7 @@ def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan
         destination: the output path, URL, ``"-"`` or file object.
         source: from :func:`plan_source`.
         backend: the loaded backend (its name and capabilities: where colour can be converted).
+        machine: the memory it has (the automatic memory bound; ``Machine()`` knows none).
 
     Raises:
         StreamSRError subclasses: an option that does not fit the model, the output or the input.
@@ -201,10 +263,13 @@ def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan
     if spec.conditioned:
         factor = geometry.factor or max(geometry.scale)
         telling = Telling(blur=0.5 * factor if config.blur is None else config.blur, noise=config.noise)
+    queue_size = min(config.queue_size, LIVE_QUEUE) if source.realtime else config.queue_size
+    variant = spec.variant(geometry.factor, geometry.part)
+    queue_size, tile, memory, notices = _fit_memory(config, variant, geometry, queue_size, backend, machine)
     return RunPlan(
-        spec=spec, geometry=geometry, source=source, batch_size=config.batch_size,
-        queue_size=min(config.queue_size, LIVE_QUEUE) if source.realtime else config.queue_size,
+        spec=spec, geometry=geometry, source=source, batch_size=config.batch_size, queue_size=queue_size,
         max_latency=config.max_latency if source.realtime else None, sink=sink, pix_fmt=pix_fmt,
         out_size=even_size(*geometry.out_size, pix_fmt), colour_on=_colour_on(config, backend, pix_fmt),
         telling=telling, estimate_noise=needs_noise(spec.inputs) and config.noise is None,
+        tile=tile, tile_overlap=config.tile_overlap, memory=memory, notices=notices,
     )

@@ -9,6 +9,7 @@ in the caller; it also aborts every other stage. :meth:`Runner.stop` ends the so
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,7 +19,14 @@ from typing import Any
 from ..frames import Frame, PassThrough
 from .stats import StageStats
 
-__all__ = ["END", "DropOldestQueue", "FnStage", "Runner", "Stage"]
+__all__ = ["END", "Aborted", "DropOldestQueue", "FnStage", "Runner", "Stage"]
+
+log = logging.getLogger("streamsr")
+
+
+class Aborted(Exception):
+    """Raised by long work inside a stage (a frame's tiles) once :meth:`Runner.abort` was called,
+    so that a second Ctrl-C acts at once rather than after the frame."""
 
 
 class _End:
@@ -154,11 +162,18 @@ class Runner:
         self._abort.set()
 
     @property
+    def aborted(self) -> bool:
+        """True once :meth:`abort` was called (stages may check it inside long work)."""
+        return self._abort.is_set()
+
+    @property
     def stopped(self) -> bool:
         """True once :meth:`stop` or :meth:`abort` was called or a stage failed."""
         return self._stop.is_set()
 
     def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, Aborted) and self._abort.is_set():
+            return  # the abort is the reason, not an error
         with self._lock:
             self._errors.append(exc)
         self.abort()
@@ -272,6 +287,9 @@ class Runner:
                         t.join(timeout=0.1)
                     except KeyboardInterrupt:
                         interrupted += 1
+                        if interrupted == 1:
+                            log.warning("stopping: the frames already read are finished and written "
+                                        "(Ctrl-C again to stop at once)")
                         (self.stop if interrupted == 1 else self.abort)()
         finally:
             for t in threads:

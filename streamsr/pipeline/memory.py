@@ -1,0 +1,100 @@
+"""How much memory a run needs, before its first frame, so that a large frame is tiled (or
+refused with one line) instead of pushing the machine into the OOM killer.
+
+Two parts add up: the network's working memory for a batch (measured once per network on
+PyTorch's meta device: shapes only, no arithmetic, so a 4000×4000 frame costs nothing to
+estimate) and the frames waiting in the queues between stages.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..models.registry import ModelVariant
+
+__all__ = ["MemoryNeed", "network_bytes_per_pixel", "parse_bytes", "run_memory"]
+
+#: queues between stages and what a frame weighs in each (bytes per LR / output pixel):
+#: decoded YUV 4:2:0, float RGB going in, float RGB coming out, the encoder's YUV frame
+_QUEUED_LR, _QUEUED_OUT = 1.5 + 12.0, 12.0 + 1.5
+#: the network's peak is more than its largest single operation (skip connections stay alive)
+_NETWORK_SAFETY = 2.0
+
+
+def parse_bytes(text: str | float) -> int:
+    """``"8G"``, ``"512M"``, ``"1.5GiB"`` or a number of bytes → bytes.
+
+    Raises:
+        ConfigError: not a size.
+    """
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise ConfigError(f"--max-memory wants a size like 8G or 512M, got {text!r}")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+@functools.lru_cache(maxsize=32)
+def network_bytes_per_pixel(variant: ModelVariant) -> float:
+    """Working memory of ``variant`` per LR pixel of a one-frame batch in float32: the largest
+    operation's inputs plus outputs (measured at two sizes on the meta device, the difference
+    divided by the pixels between them, so the weights drop out), times a safety factor."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class Peak(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.peak = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+            self.peak = max(self.peak, sum(t.numel() * t.element_size() for t in tensors))
+            return out
+
+    net = variant.build(pretrained=False).to("meta")
+    peaks = []
+    for side in (32, 64):
+        inputs = [torch.empty(1, i.channels, side, side, device="meta") for i in variant.inputs]
+        with torch.inference_mode(), Peak() as mode:
+            net(*inputs)
+        peaks.append(mode.peak)
+    return max(peaks[1] - peaks[0], 0) / (64 * 64 - 32 * 32) * _NETWORK_SAFETY
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """Bytes a run needs, by part."""
+
+    network: float
+    queues: float
+
+    @property
+    def total(self) -> float:
+        return self.network + self.queues
+
+
+def run_memory(variant: ModelVariant, lr_size: tuple[int, int], out_size: tuple[int, int], *, batch: int,
+               queue_size: int, tile: int | None, overlap: int, precision: str) -> MemoryNeed:
+    """What a run of ``variant`` on frames of ``lr_size`` needs.
+
+    Args:
+        lr_size, out_size: (width, height) in and out.
+        batch: frames per inference call.
+        queue_size: bound of each of the four queues between stages.
+        tile, overlap: the network sees tiles of at most ``tile`` + its overlap a side (None: whole frames).
+        precision: "fp16" halves the network's working memory.
+    """
+    w, h = lr_size
+    seen = (min(w, tile + 2 * overlap), min(h, tile + 2 * overlap)) if tile else (w, h)
+    per_px = network_bytes_per_pixel(variant) * (0.5 if precision == "fp16" else 1.0)
+    network = per_px * seen[0] * seen[1] * batch
+    frames = queue_size + batch  # each queue's frames, and the batch being gathered
+    queues = frames * (_QUEUED_LR * w * h + _QUEUED_OUT * out_size[0] * out_size[1])
+    return MemoryNeed(network, queues)
