@@ -67,34 +67,11 @@ FRAMES = 12
 
 # Known bugs of the library (issue 10 item 7). Each variant below fails today; it is an xfail
 # with strict=True, so it turns into a failure the day the bug is fixed: then drop it here.
-VIDEO_WITHOUT_CODEC = ("bug: a video stream whose codec FFmpeg can't name (damaged header) has no codec context; "
-                       "io/source.py configure_decoder raises AttributeError: traceback, exit 1")
-AUDIO_WITHOUT_CODEC = ("bug: an audio stream whose codec FFmpeg can't name has no codec context; "
-                       "io/sink.py Sink._add_audio raises AttributeError: traceback, exit 1")
 FRAME_THREADS_DROP = ("bug: frame-threaded decoding (io/source.py configure_decoder, thread_type AUTO) drops a "
                       "damaged frame the default decoder conceals and returns")
-AUDIO_NO_LAYOUT = ("bug: an audio stream with 0 channels (damaged header, or never probed) is re-encoded without "
-                   "a channel layout (io/sink.py Sink._add_audio); the AAC encoder refuses and the run fails, "
-                   "though every video frame decodes")
-AUDIO_DTS = ("bug: a damaged audio packet's dts goes backwards and the muxer refuses it (io/sink.py "
-             "Sink._write_audio copies it unchecked); the run fails, though every video frame decodes")
-AUDIO_BSF = ("bug: a damaged ADTS AAC packet makes the muxer's aac_adtstoasc filter fail (io/sink.py "
-             "Sink._write_audio); the run fails, though every video frame decodes")
 #: variant id -> the known bug it hits
 KNOWN_BUGS: dict[str, str] = {
-    "mkv-ffv1-pcm-header-4": VIDEO_WITHOUT_CODEC,
-    "mp4-h264-aac-zero-2": AUDIO_WITHOUT_CODEC,
     "mp4-mpeg4-zero-4": FRAME_THREADS_DROP,
-    "mkv-h264-ac3-header-3": AUDIO_NO_LAYOUT,
-    "ts-mpeg2-mp2-truncate-3": AUDIO_NO_LAYOUT,
-    "ts-h264-aac-duplicate-1": AUDIO_DTS,
-    "ts-h264-aac-duplicate-2": AUDIO_DTS,
-    "ts-mpeg2-mp2-duplicate-0": AUDIO_DTS,
-    "ts-mpeg2-mp2-duplicate-2": AUDIO_DTS,
-    "ts-h264-aac-zero-1": AUDIO_BSF,
-    "ts-h264-aac-zero-2": AUDIO_BSF,
-    "ts-h264-aac-duplicate-0": AUDIO_BSF,
-    "ts-h264-aac-duplicate-3": AUDIO_BSF,
 }
 
 

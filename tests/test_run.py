@@ -318,3 +318,16 @@ def test_a_run_is_watched_by_snapshots_and_stopped_by_its_handle(tmp_path):
     assert len(read_video(tmp_path / "out.mkv")[1]) == stats.frames_out
     final = handle.snapshot()
     assert final.state == "done" and final.frames_out == stats.frames_out
+
+
+def test_frames_closer_than_the_containers_clock_stay_distinct(tmp_path):
+    """0.4 ms apart in MPEG-TS's 1/90000 s is one tick of Matroska's 1/1000 s: the sink moves the
+    second frame by a tick (and says so) instead of the muxer refusing it."""
+    pts = [0, 36, 3600, 7200, 7236, 10800]
+    src = make_video(tmp_path / "dense.ts", frames=len(pts), pts=pts, time_base=Fraction(1, 90000),
+                     container="mpegts")
+    stats = upscale_video(src, tmp_path / "out.mkv", RunConfig(scale=2))
+    out, _, tb = read_video(tmp_path / "out.mkv")
+    ms = [round(float(p * tb) * 1000) for p in out]
+    assert stats.frames_out == len(ms) == 6 and all(b > a for a, b in zip(ms, ms[1:]))
+    assert any("not increasing on the matroska container's clock" in n for n in stats.notices)

@@ -58,18 +58,40 @@ class AudioOut:
 
     def __init__(self, stream, decoder=None, resampler=None):
         self.stream, self.decoder, self.resampler = stream, decoder, resampler
+        self.last_dts: int | None = None
+        self.dropped = 0
+        self.last_error: str | None = None
 
     @property
     def copied(self) -> bool:
         return self.decoder is None
 
     def packets(self, packet) -> list:
-        """The output packets for one input packet."""
+        """The output packets for one input packet. A copied packet whose dts does not increase
+        (damaged input) is left out and counted: the muxer would refuse it and end the run."""
         if self.decoder is None:
+            if packet.dts is not None and self.last_dts is not None and packet.dts <= self.last_dts:
+                self.drop("its timestamp goes backwards")
+                return []
+            if packet.dts is not None:
+                self.last_dts = packet.dts
             packet.stream = self.stream
             return [packet]
         return [p for frame in self.decoder.decode(packet) for rf in self.resampler.resample(frame)
                 for p in self.stream.encode(rf)]
+
+    def drop(self, why: str) -> None:
+        """Count a packet that could not be written (said once at the end, see :attr:`notice`)."""
+        self.dropped += 1
+        self.last_error = why
+
+    @property
+    def notice(self) -> str | None:
+        """What was left out, for the user, or None."""
+        if not self.dropped:
+            return None
+        return (f"{self.dropped} damaged audio packet(s) of output stream {self.stream.index} were left out "
+                f"(last: {self.last_error})")
 
     def flush(self) -> list:
         """What a re-encoder still holds at the end."""

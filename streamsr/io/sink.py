@@ -8,6 +8,7 @@ file is removed, so a failed run never leaves a file that looks complete.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,6 +27,10 @@ from .encoders import choose_pix_fmt, encoder_options, even_size, usable_encoder
 from .outputs import container_format, format_options, is_file_output, partial_path, segment_naming
 
 __all__ = ["Sink", "SinkConfig"]
+
+#: the clock of muxers that keep their own time base, whatever the stream's (others keep ours)
+_MUXER_TICK = {"matroska": Fraction(1, 1000), "webm": Fraction(1, 1000), "flv": Fraction(1, 1000),
+               "mpegts": Fraction(1, 90000), "hls": Fraction(1, 90000), "rtsp": Fraction(1, 90000)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +132,8 @@ class Sink:
         self._video = None
         self._audio: dict[int, AudioOut] = {}
         self._failed = False
+        self._last_tick: int | None = None
+        self._retimed = 0
 
     # -- opening -----------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -233,10 +240,9 @@ class Sink:
         """Encode a frame from :meth:`make_frame`, or mux a passed-through audio packet."""
         try:
             if isinstance(item, PassThrough):
-                out = self._audio.get(item.stream_index)
-                for packet in out.packets(item.payload) if out is not None else ():
-                    self._container.mux(packet)
+                self._write_audio(item)
                 return
+            item.image.pts = self._increasing(item.image.pts, item.image.time_base)
             for packet in self._video.encode(item.image):
                 self._container.mux(packet)
             self.frames_written += 1
@@ -244,6 +250,32 @@ class Sink:
             self._failed = True
             index = item.index if isinstance(item, Frame) else None
             raise EncodeError(mask_credentials(f"encoding failed: {exc}"), index) from exc
+
+    def _increasing(self, pts: int, time_base: Fraction) -> int:
+        """``pts``, or the first later one that the muxer's own clock tells apart from the frame
+        before: two frames 0.4 ms apart (or a damaged file's repeated timestamp) are distinct in
+        the input's 1/90000 s but one tick of Matroska's 1/1000 s, and a muxer refuses that."""
+        tick = _MUXER_TICK.get(self.format, time_base)
+        at = math.floor(pts * time_base / tick)
+        if self._last_tick is not None and at <= self._last_tick:
+            at = self._last_tick + 1
+            pts = math.ceil(at * tick / time_base)
+            self._retimed += 1
+        self._last_tick = at
+        return pts
+
+    def _write_audio(self, item: PassThrough) -> None:
+        """Mux (or re-encode) an audio packet. A damaged one FFmpeg refuses (a bitstream filter
+        or a decoder failing on it) is left out and counted, never the end of the run: the
+        pictures matter more than one packet of sound."""
+        out = self._audio.get(item.stream_index)
+        if out is None:
+            return
+        try:
+            for packet in out.packets(item.payload):
+                self._container.mux(packet)
+        except av.FFmpegError as exc:
+            out.drop(mask_credentials(str(exc)))
 
     @property
     def audio_outputs(self) -> list[dict]:
@@ -271,6 +303,10 @@ class Sink:
             self._failed = True
             error = EncodeError(mask_credentials(f"flushing the encoder failed: {exc}"))
         finally:
+            self.notices += [out.notice for out in self._audio.values() if out.notice]
+            if self._retimed:
+                self.notices.append(f"{self._retimed} frame(s) moved by less than a frame: their timestamps were "
+                                    f"not increasing on the {self.format} container's clock (damaged or dense input)")
             try:
                 self._container.close()
             except av.FFmpegError as exc:

@@ -203,12 +203,22 @@ class Source:
             raise MediaError(f"{self.name} has no video stream (is it a video file?)")
         vs = c.streams.video[0]
         cc = vs.codec_context
+        if cc is None:  # FFmpeg could not name the codec (a damaged header, an unknown format)
+            raise MediaError(f"{self.name}: the video stream's codec is unknown or its header is damaged; "
+                             "nothing can decode it")
         configure_decoder(cc, self.decode_threads, self.low_delay)
         if not cc.width or not cc.height:
             raise MediaError(f"{self.name}: video stream has no frame size (unsupported or corrupt)")
         self._video = vs
         self._log = _DecoderLog(cc.name)
-        self.audio_streams = list(c.streams.audio) if self.audio else []
+        self.audio_streams = []
+        for stream in c.streams.audio if self.audio else []:
+            scc = stream.codec_context
+            if scc is None or not scc.channels:  # damaged header, or never probed: nothing to copy
+                self.notices.append(f"audio stream {stream.index} is left out: its codec or channels are "
+                                    "unknown (damaged or unprobed header)")
+            else:
+                self.audio_streams.append(stream)
         rate = vs.average_rate or vs.guessed_rate
         duration = None
         if vs.duration and vs.time_base:
