@@ -125,8 +125,8 @@ def test_source_tree_is_a_checkout_of_streamsr_only(tmp_path):
 
 @pytest.mark.parametrize("checkout", [True, False], ids=["source-tree", "installed"])
 def test_ship_writes_into_a_checkout_only(tmp_path, image_dirs, monkeypatch, caplog, checkout):
-    import streamsr.training.loop as loop
     from streamsr.models import get_model, weights_path
+    from streamsr.training import loop
 
     real = weights_path(get_model("espcn"), 2)
     before = real.read_bytes()
