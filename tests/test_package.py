@@ -56,9 +56,9 @@ def loaded_data_files() -> set[str]:
     files = set()
     for name in list_models():
         spec = get_model(name)
-        for scale in spec.scales:
+        for scale in spec.scales or (None,):  # a continuous model has one file for every scale
             path = weights_path(spec, scale)
-            assert path is not None, f"{name} x{scale} ships no weights in the source tree"
+            assert path is not None, f"{name} ({spec.weights_file(scale)}) ships no weights in the source tree"
             files |= {_rel(path), _rel(path.with_suffix(".json"))}  # weights + their recipe
     files.add(_rel(resources.files("streamsr.degradation") / PCA_FILE))
     files |= {_rel(p) for p in PRESETS.glob("*.toml")}
