@@ -1,10 +1,11 @@
 # Two entry points for a fresh machine (Python 3.11+, no GPU needed):
 #   make demo   set up .venv and upscale the bundled clip with the shipped weights
 #   make test   set up .venv and run the test suite
+#   make wheel-check  build the wheel, install it into a fresh venv, run it outside the repository
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench setup lint
+.PHONY: demo test bench setup lint wheel-check
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +22,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+wheel-check:
+	.ci/wheel-check
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/streamsr bench --model espcn --scale 2 --size 640x360 --frames 120 --output BENCHMARKS.md

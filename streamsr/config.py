@@ -17,7 +17,7 @@ from .io.live import LiveConfig
 from .io.sink import SinkConfig
 from .models.geometry import ScaleRequest, parse_size
 
-__all__ = ["PRESETS", "RunConfig", "load_preset", "read_toml"]
+__all__ = ["PRESETS", "SAMPLE_CLIP", "RunConfig", "load_preset", "read_toml"]
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
@@ -159,6 +159,8 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
 
 
 PRESETS = Path(__file__).parent / "data" / "presets"
+#: the bundled 5-s clip (384x288, AAC) that `make demo` upscales; installed with the package
+SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -43,6 +43,13 @@ def no_leftover_threads():
     assert not left, f"pipeline threads still running: {left}"
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """No test writes into the user's real cache folder (engines): STREAMSR_CACHE_DIR points at a
+    temporary folder (tests of the cache's own rules unset or change it)."""
+    monkeypatch.setenv("STREAMSR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "streamsr-cache"))
+
+
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("clips")

@@ -101,3 +101,44 @@ def test_finetune_starts_from_init_and_records_its_recipe(tmp_path, image_dirs):
     assert recipe["init"] == first["weights"] and recipe["init_recipe"]["iterations"] == 4
     with pytest.raises(ConfigError, match="starts from \\[gan\\] init"):
         load_train_config(cfg, loss="gan")
+
+
+def _fake_package(root: Path, project: str | None) -> Path:
+    """A streamsr package folder under ``root`` with an (optional) pyproject.toml naming ``project``."""
+    package = root / "streamsr"
+    (package / "models" / "weights").mkdir(parents=True)
+    if project is not None:
+        (root / "pyproject.toml").write_text(f'[project]\nname = "{project}"\n')
+    return package
+
+
+def test_source_tree_is_a_checkout_of_streamsr_only(tmp_path):
+    from streamsr.training.loop import source_tree
+
+    assert source_tree(_fake_package(tmp_path / "checkout", "streamsr")) == tmp_path / "checkout"
+    assert source_tree(_fake_package(tmp_path / "site-packages", None)) is None
+    assert source_tree(_fake_package(tmp_path / "other", "not-streamsr")) is None
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "pyproject.toml").write_text("[project\n")
+    assert source_tree(tmp_path / "broken" / "streamsr") is None
+
+
+@pytest.mark.parametrize("checkout", [True, False], ids=["source-tree", "installed"])
+def test_ship_writes_into_a_checkout_only(tmp_path, image_dirs, monkeypatch, caplog, checkout):
+    from streamsr.models import get_model, weights_path
+    from streamsr.training import loop
+
+    real = weights_path(get_model("espcn"), 2)
+    before = real.read_bytes()
+    package = _fake_package(tmp_path / "pkg", "streamsr" if checkout else None)
+    monkeypatch.setattr(loop, "_PACKAGE_DIR", package)
+    result = train(load_train_config(_config(tmp_path, image_dirs, "espcn", "ship = true\n")))
+    assert real.read_bytes() == before  # the running package's own weights are never touched here
+    in_package = package / "models" / "weights" / "espcn_x2.safetensors"
+    if checkout:
+        assert result["shipped"] == str(in_package) and in_package.is_file()
+        assert json.loads(in_package.with_suffix(".json").read_text())["iterations"] == 4
+    else:
+        assert not in_package.exists()
+        assert result["shipped"] == result["weights"] == str(tmp_path / "run" / "espcn_x2.safetensors")
+        assert "not a source checkout" in caplog.text and str(tmp_path / "run") in caplog.text

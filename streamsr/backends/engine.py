@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import cache_dir
 from ..errors import ConfigError, ExportError
 
 __all__ = [
-    "DEFAULT_ENGINE_DIR",
     "EngineCache",
     "EngineKey",
     "Shape",
@@ -31,9 +31,6 @@ __all__ = [
     "network_flags",
     "uses_fp16_flag",
 ]
-
-DEFAULT_ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines"
-
 
 @dataclass(frozen=True)
 class Shape:
@@ -148,11 +145,11 @@ class EngineCache:
     """A folder of engines named by :class:`EngineKey`.
 
     Args:
-        folder: where engines live (default: the project's ``engines/``).
+        folder: where engines live (default: ``engines/`` in the user's cache, see streamsr.cache).
     """
 
     def __init__(self, folder: str | Path | None = None):
-        self.folder = Path(folder) if folder else DEFAULT_ENGINE_DIR
+        self.folder = Path(folder) if folder else cache_dir("engines")
 
     def path(self, key: EngineKey) -> Path:
         """Where the engine for ``key`` is (or would be) stored."""

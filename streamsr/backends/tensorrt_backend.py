@@ -45,7 +45,7 @@ class TensorRTConfig:
         device: "cuda" (TensorRT runs nowhere else).
         precision: "fp16" or "fp32" (decided at build time; part of the engine key).
         engine: an explicit engine file (refused if its key does not match this model/GPU/TRT).
-        engine_dir: the engine cache folder (default: the project's engines/).
+        engine_dir: the engine cache folder (default: engines/ in the user's cache, streamsr.cache).
         profile: shapes to build for; None = built for the first frame's size (batch up to
             ``max_batch``).
         max_batch: largest batch of an automatically built engine.

@@ -64,7 +64,7 @@ def export(model, scale, part, precision, weights, output):
 @click.option("--opt-shape", default="1x3x540x960", show_default=True, help="The shape to tune for.")
 @click.option("--max-shape", default="4x3x1080x1920", show_default=True, help="Largest LR image batch.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None)
-@click.option("--engine-dir", type=click.Path(file_okay=False), default=None, help="Engine cache (default engines/).")
+@click.option("--engine-dir", type=click.Path(file_okay=False), default=None, help="Engine cache (user cache).")
 def build_engine_cmd(model, scale, part, precision, min_shape, opt_shape, max_shape, weights, engine_dir):
     """Export ONNX and build a TensorRT engine into the engine cache (needs TensorRT and a GPU).
 

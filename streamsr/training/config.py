@@ -62,7 +62,8 @@ class TrainConfig:
         model, scale: registry name and factor; model_kwargs picks a variant (the paper size).
         train_dir, val_dir: image folders (DIV2K-style folders work as they are).
         out_dir: checkpoints and final weights.
-        ship: also write the final weights into the package (streamsr/models/weights).
+        ship: also write the final weights into the package (streamsr/models/weights) when running
+            from a source checkout; an installed package is never written (they stay in out_dir).
         init: weights to start from (fine-tuning); the new weights' recipe records them and the
             recipe they carried. A gan run starts from ``[gan] init`` instead.
         lr_patch, batch: LR patch side and batch size.

@@ -4,9 +4,12 @@ validation against bicubic, shipped weights carrying their recipe."""
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import platform
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -19,12 +22,17 @@ from safetensors.torch import load_file, save_file
 from ..degradation import Degradation
 from ..evaluate import ModuleBackend, Upscaler, score_items
 from ..models.inputs import InputAssembler
-from ..models.registry import count_parameters, get_model, load_weights, weights_path
+from ..models.registry import count_parameters, get_model, load_weights
 from .config import TrainConfig
 from .data import PatchSampler
 from .gan import Discriminator, VGG19Features
 
-__all__ = ["VAL_DEGRADATION", "TrainResult", "train"]
+__all__ = ["VAL_DEGRADATION", "TrainResult", "source_tree", "train"]
+
+log = logging.getLogger(__name__)
+
+#: the folder of the running streamsr package (its parent is a checkout, or site-packages)
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 #: the degraded validation setting of the issue: blur width 1.6, noise σ 10
 VAL_DEGRADATION = Degradation(blur=1.6, noise=10.0)
@@ -142,6 +150,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
             content = VGG19Features(cfg.gan.vgg_weights).to(device)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    ship_to = _ship_destination(spec, cfg.scale, out_dir) if cfg.ship else None
     ckpt = out_dir / "last.safetensors"
     step, elapsed = 0, 0.0
     if resume:
@@ -206,12 +215,41 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
     save_file(state, str(final), metadata=meta)
     (out_dir / f"{final.stem}.json").write_text(json.dumps(recipe, indent=2) + "\n")
     result["weights"] = str(final)
-    if cfg.ship:
-        shipped = Path(str(weights_path(spec, cfg.scale) or _package_weights(spec, cfg.scale)))
-        save_file(state, str(shipped), metadata=meta)
-        shipped.with_suffix(".json").write_text(json.dumps(recipe, indent=2) + "\n")
-        result["shipped"] = str(shipped)
+    if ship_to is not None:
+        if ship_to != final:
+            save_file(state, str(ship_to), metadata=meta)
+            ship_to.with_suffix(".json").write_text(json.dumps(recipe, indent=2) + "\n")
+        result["shipped"] = str(ship_to)
     return result
+
+
+def source_tree(package_dir: str | Path | None = None) -> Path | None:
+    """The source checkout streamsr runs from, or None for an installed package.
+
+    A checkout is the package folder's parent when it holds a ``pyproject.toml`` declaring the
+    project ``streamsr`` and the package's weights folder is writable.
+
+    Args:
+        package_dir: the ``streamsr`` package folder (default: the running one).
+    """
+    package = Path(package_dir) if package_dir is not None else _PACKAGE_DIR
+    root = package.parent
+    try:
+        name = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    weights = package / "models" / "weights"
+    return root if name == "streamsr" and os.access(weights, os.W_OK) else None
+
+
+def _ship_destination(spec, scale: int, out_dir: Path) -> Path:
+    """Where ``ship = true`` puts the final weights: the checkout's package weights, or (installed
+    package: never write into site-packages) the run's own copy in ``out_dir``."""
+    if source_tree(_PACKAGE_DIR) is not None:
+        return _PACKAGE_DIR / "models" / "weights" / spec.weights_file(scale)
+    log.warning("ship = true, but streamsr runs from an installed package (%s), not a source checkout: "
+                "the final weights stay in %s; use them with --weights", _PACKAGE_DIR, out_dir)
+    return out_dir / spec.weights_file(scale)
 
 
 def _stored_recipe(path: str | Path) -> dict | None:
@@ -221,10 +259,6 @@ def _stored_recipe(path: str | Path) -> dict | None:
     with safe_open(str(path), framework="pt") as f:
         raw = (f.metadata() or {}).get("recipe")
     return json.loads(raw) if raw else None
-
-
-def _package_weights(spec, scale: int) -> Path:
-    return Path(__file__).resolve().parents[1] / "models" / "weights" / spec.weights_file(scale)
 
 
 def _gan_step(model, disc, content, d_opt, args, hr, cfg: TrainConfig):
