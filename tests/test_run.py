@@ -2,6 +2,7 @@
 
 import json
 from fractions import Fraction
+from itertools import pairwise
 
 import av
 import numpy as np
@@ -329,5 +330,5 @@ def test_frames_closer_than_the_containers_clock_stay_distinct(tmp_path):
     stats = upscale_video(src, tmp_path / "out.mkv", RunConfig(scale=2))
     out, _, tb = read_video(tmp_path / "out.mkv")
     ms = [round(float(p * tb) * 1000) for p in out]
-    assert stats.frames_out == len(ms) == 6 and all(b > a for a, b in zip(ms, ms[1:]))
+    assert stats.frames_out == len(ms) == 6 and all(b > a for a, b in pairwise(ms))
     assert any("not increasing on the matroska container's clock" in n for n in stats.notices)
