@@ -281,3 +281,44 @@ def test_an_abort_acts_between_tiles():
     with pytest.raises(Aborted):
         tiled.infer(np.zeros((1, 3, 40, 40), np.float32))
     assert len(inner.calls) == 2  # 2 of 49 tiles ran
+
+
+def _output_coords(inp, grid):
+    """A table on the output grid: each output pixel's own (row, column)."""
+    h, w = grid.of(inp)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.broadcast_to(np.stack([rows, cols])[None], (grid.n, 2, h, w))
+
+
+def test_table_inputs_on_the_output_grid_are_built_once_and_tiled_by_the_factor():
+    import torch
+
+    from streamsr.models.inputs import IMAGE, register_table_provider
+
+    register_table_provider("test_output_coords")(_output_coords)
+    coords = ModelInput("coords", 2, "query", "output", provider="test_output_coords")
+    variant = _spec(FixedFactors((2,)), inputs=(IMAGE, coords)).variant(2)
+    assembler = InputAssembler(variant.inputs)
+    first = assembler.arrays([run_conditioning(0, 0)], 4, 6, out=(8, 12))
+    assert first["coords"].shape == (1, 2, 8, 12) and first["coords"][0, 1, 0, 11] == 11
+    assert assembler.arrays([run_conditioning(0, 0)], 4, 6, out=(8, 12))["coords"] is first["coords"]
+    on_device = assembler.tensors([run_conditioning(0, 0)], 4, 6, "cpu", out=(8, 12))
+    assert torch.equal(on_device["coords"], torch.from_numpy(first["coords"]))
+    assert assembler.tensors([run_conditioning(0, 0)], 4, 6, "cpu", out=(8, 12))["coords"] is on_device["coords"]
+
+    seen = []
+
+    class Record(_Echo):
+        def infer(self, batch, extra=None):
+            seen.append((batch.shape[2:], extra["coords"][0, :, 0, 0].tolist(), extra["coords"].shape[2:]))
+            return super().infer(batch, extra)
+
+    tiled = TiledBackend(Record(variant), tile=8, overlap=2)
+    big = assembler.arrays([run_conditioning(0, 0)], 20, 20, out=(40, 40))
+    tiled.infer(np.zeros((1, 3, 20, 20), np.float32), big)
+    for lr_shape, corner, coords_shape in seen:  # each tile's coordinates start at twice its LR corner
+        assert coords_shape == (2 * lr_shape[0], 2 * lr_shape[1]) and all(v % 2 == 0 for v in corner)
+    from streamsr.backends.tiling import tile_ranges
+
+    starts = [2 * r[0] for r in tile_ranges(20, 8, 2)]
+    assert sorted({tuple(c) for _, c, _ in seen}) == sorted((float(y), float(x)) for y in starts for x in starts)

@@ -36,10 +36,19 @@ class _Fp16Graph(nn.Module):
 
 
 def _dummy_inputs(variant: ModelVariant, batch: int, height: int, width: int) -> list[torch.Tensor]:
-    """Random inputs for an h×w LR batch, each of its declared channels (every input is on the
-    LR grid today: :class:`~streamsr.models.inputs.InputAssembler` refuses others)."""
+    """Inputs for an h×w LR batch: random images and maps of their declared channels, on their
+    grids (an output-grid input at the variant's factor, x2 for continuous models), tables from
+    their own providers (coordinates must be real coordinates, not noise)."""
+    from ..models.inputs import Grid, get_provider
+
     g = torch.Generator().manual_seed(0)
-    return [torch.rand(batch, i.channels, height, width, generator=g) for i in variant.inputs]
+    f = variant.factor or 2
+    grid = Grid(batch, (height, width), (height * f, width * f))
+    out = []
+    for i in variant.inputs:
+        table = get_provider(i.provider).table if i.provider else None
+        out.append(torch.from_numpy(table(i, grid)) if table else torch.rand(batch, i.channels, *grid.of(i), generator=g))
+    return out
 
 
 def export_onnx(
@@ -70,7 +79,8 @@ def export_onnx(
     model = variant.build(weights=weights)
     net = _Fp16Graph(model) if precision == "fp16" else model
     names = list(variant.input_names)
-    dynamic = {n: {0: "batch", 2: "height", 3: "width"} for n in names}
+    dynamic = {i.name: {0: "batch", 2: "height", 3: "width"} if i.grid == "lr" else
+               {0: "batch", 2: "out_height", 3: "out_width"} for i in variant.inputs}
     dynamic[OUTPUT_NAME] = {0: "batch", 2: "out_height", 3: "out_width"}
     buf = io.BytesIO()
     try:

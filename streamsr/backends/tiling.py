@@ -71,6 +71,7 @@ class TiledBackend(WrappedBackend):
         if h <= self.tile and w <= self.tile:
             return run(batch, extra)
         s = self.variant.factor
+        grid = {i.name: 1 if i.grid == "lr" else s for i in self.variant.inputs}  # output-grid inputs: x s
         out = empty((n, c, h * s, w * s))
         for y0, y1, ky0, ky1 in tile_ranges(h, self.tile, self.overlap):
             for x0, x1, kx0, kx1 in tile_ranges(w, self.tile, self.overlap):
@@ -79,7 +80,8 @@ class TiledBackend(WrappedBackend):
 
                     raise Aborted("aborted between tiles")
                 part = run(contiguous(batch[:, :, y0:y1, x0:x1]),
-                           {k: contiguous(v[:, :, y0:y1, x0:x1]) for k, v in extra.items()})
+                           {k: contiguous(v[:, :, y0 * grid[k] : y1 * grid[k], x0 * grid[k] : x1 * grid[k]])
+                            for k, v in extra.items()})
                 out[:, :, ky0 * s : ky1 * s, kx0 * s : kx1 * s] = \
                     part[:, :, (ky0 - y0) * s : (ky1 - y0) * s, (kx0 - x0) * s : (kx1 - x0) * s]
         return out

@@ -26,6 +26,7 @@ __all__ = [
     "IMAGE",
     "ROLES",
     "Conditioning",
+    "Grid",
     "InputAssembler",
     "ModelInput",
     "Provider",
@@ -33,6 +34,7 @@ __all__ = [
     "get_provider",
     "needs_noise",
     "register_provider",
+    "register_table_provider",
     "run_conditioning",
 ]
 
@@ -83,22 +85,54 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
+class Grid:
+    """The sizes of one batch's grids.
+
+    Args:
+        n: frames in the batch.
+        lr: (height, width) of the frames going in.
+        out: (height, width) of the network's output (None where nobody needs it).
+    """
+
+    n: int
+    lr: tuple[int, int]
+    out: tuple[int, int] | None = None
+
+    def of(self, i: ModelInput) -> tuple[int, int]:
+        """(height, width) of input ``i``'s grid."""
+        if i.grid == "lr":
+            return self.lr
+        if self.out is None:
+            raise ConfigError(f"input {i.name!r} lives on the output grid; its size is not known here")
+        return self.out
+
+
+@dataclass(frozen=True)
 class Provider:
-    """Builds one kind of input.
+    """Builds one kind of input, in one of two ways.
 
     Args:
         name: registry name.
         vector: one frame's :class:`Conditioning` → one value per channel (the input is that
             vector at every pixel of its grid).
+        table: ``table(input, grid) -> (n, C, h, w)`` array that depends on the grid's sizes only
+            (query coordinates, a latent drawn once): built once per grid and reused.
         needs_noise: the value depends on the frame's noise level (estimated per frame unless told).
     """
 
     name: str
-    vector: Callable[[Conditioning], np.ndarray]
+    vector: Callable[[Conditioning], np.ndarray] | None = None
+    table: Callable[[ModelInput, Grid], np.ndarray] | None = None
     needs_noise: bool = False
 
 
 _PROVIDERS: dict[str, Provider] = {}
+
+
+def _register(provider: Provider) -> None:
+    if provider.name in _PROVIDERS:
+        raise ValueError(f"input provider {provider.name!r} is already registered")
+    _PROVIDERS[provider.name] = provider
 
 
 def register_provider(name: str, *, needs_noise: bool = False):
@@ -109,9 +143,21 @@ def register_provider(name: str, *, needs_noise: bool = False):
     """
 
     def wrap(fn: Callable[[Conditioning], np.ndarray]):
-        if name in _PROVIDERS:
-            raise ValueError(f"input provider {name!r} is already registered")
-        _PROVIDERS[name] = Provider(name, fn, needs_noise)
+        _register(Provider(name, vector=fn, needs_noise=needs_noise))
+        return fn
+
+    return wrap
+
+
+def register_table_provider(name: str):
+    """Decorator registering ``table(input, grid) -> (n, C, h, w) array`` as provider ``name``.
+
+    Raises:
+        ValueError: the name is taken.
+    """
+
+    def wrap(fn: Callable[[ModelInput, Grid], np.ndarray]):
+        _register(Provider(name, table=fn))
         return fn
 
     return wrap
@@ -165,7 +211,8 @@ class InputAssembler:
     """Builds a batch's extra inputs (everything but the image) for one model.
 
     Inputs whose provider does not depend on the frame are built once per batch shape and reused
-    (a 15-channel code map of a 1080p batch is 120 MB: not something to rebuild per frame).
+    (a 15-channel code map of a 1080p batch is 120 MB: not something to rebuild per frame), on
+    the host and, for the device colour chain, on the device.
 
     Args:
         inputs: the model's inputs (the image is skipped).
@@ -173,28 +220,63 @@ class InputAssembler:
 
     def __init__(self, inputs: Sequence[ModelInput]):
         self.inputs = [i for i in inputs if i.role != "image"]
-        for i in self.inputs:
-            if i.grid != "lr":
-                raise ConfigError(f"input {i.name!r} on the {i.grid} grid has no provider that builds it yet")
-        self._by_name = {i.name: i for i in self.inputs}
-        self._constant: dict[str, tuple] = {}
+        self._constant: dict[str, tuple] = {}  # name -> (key, array); one shape at a time
+        self._on_device: dict[str, tuple] = {}  # name -> (id of the host array, tensor)
 
     def vectors(self, conds: Sequence[Conditioning]) -> dict[str, np.ndarray]:
-        """``{name: (n, C) float32}``, one row per frame (stretched over the grid by the caller)."""
+        """``{name: (n, C) float32}`` of the vector inputs, one row per frame."""
         return {i.name: np.stack([get_provider(i.provider).vector(c) for c in conds]).astype(np.float32)
-                for i in self.inputs}
+                for i in self.inputs if get_provider(i.provider).vector is not None}
 
-    def arrays(self, conds: Sequence[Conditioning], h: int, w: int) -> dict[str, np.ndarray]:
-        """``{name: (n, C, h, w) float32}`` on the LR grid of an h×w batch."""
-        out = {}
+    def _table(self, i: ModelInput, grid: Grid) -> np.ndarray:
+        key = (grid.n, grid.of(i))
+        cached = self._constant.get(i.name)
+        if cached is None or cached[0] != key:
+            value = np.ascontiguousarray(get_provider(i.provider).table(i, grid))
+            if not value.flags.writeable:  # a broadcast view: torch wants memory of its own
+                value = value.copy()
+            if value.shape != (grid.n, i.channels, *grid.of(i)):
+                raise ValueError(f"provider {i.provider!r} built {value.shape} for input {i.name!r}")
+            cached = self._constant[i.name] = (key, value)
+        return cached[1]
+
+    def arrays(self, conds: Sequence[Conditioning], h: int, w: int,
+               out: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """``{name: (n, C, gh, gw)}`` for an h×w batch (``out``: the output's (height, width),
+        for inputs on the output grid)."""
+        grid = Grid(len(conds), (h, w), out)
+        result = {i.name: self._table(i, grid) for i in self.inputs if get_provider(i.provider).table is not None}
         for name, rows in self.vectors(conds).items():
             key = (rows.tobytes(), rows.shape, h, w)
             cached = self._constant.get(name)
             if cached is not None and cached[0] == key:
-                out[name] = cached[1]
+                result[name] = cached[1]
                 continue
             value = np.ascontiguousarray(np.broadcast_to(rows[:, :, None, None], (*rows.shape, h, w)))
-            if not get_provider(self._by_name[name].provider).needs_noise:
-                self._constant[name] = (key, value)  # one shape at a time: a new size replaces it
-            out[name] = value
-        return out
+            if not get_provider(self._provider_of(name)).needs_noise:
+                self._constant[name] = (key, value)
+            result[name] = value
+        return result
+
+    def tensors(self, conds: Sequence[Conditioning], h: int, w: int, device,
+                out: tuple[int, int] | None = None) -> dict:
+        """Like :meth:`arrays`, as tensors on ``device``: vector inputs stretched there (no
+        per-pixel upload), tables uploaded once per grid."""
+        import torch
+
+        n = len(conds)
+        result = {k: torch.from_numpy(v).to(device)[:, :, None, None].expand(n, -1, h, w)
+                  for k, v in self.vectors(conds).items()}
+        grid = Grid(n, (h, w), out)
+        for i in self.inputs:
+            if get_provider(i.provider).table is None:
+                continue
+            host = self._table(i, grid)
+            cached = self._on_device.get(i.name)
+            if cached is None or cached[0] is not host:
+                cached = self._on_device[i.name] = (host, torch.from_numpy(host).to(device))
+            result[i.name] = cached[1]
+        return result
+
+    def _provider_of(self, name: str) -> str:
+        return next(i.provider for i in self.inputs if i.name == name)

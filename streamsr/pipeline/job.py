@@ -32,7 +32,7 @@ from ..models.inputs import InputAssembler
 from ..models.registry import ModelVariant
 from .plan import RunPlan, SourcePlan, check_options, plan_run, plan_source, plan_variant
 from .runner import Runner, Stage
-from .stages import DeviceInferStage, EncodeStage, InferStage, ToFrameStage, ToPlanesStage, ToTensorStage
+from .stages import DeviceInferStage, EncodeStage, InferStage, Telling, ToFrameStage, ToPlanesStage, ToTensorStage
 from .stats import LatencyStats, RunStats, StageStats
 
 __all__ = ["JobSnapshot", "Progress", "RunHandle", "build_stages", "run_sequential", "upscale_video"]
@@ -128,14 +128,21 @@ def build_stages(plan: RunPlan, backend, sink: Sink, *, latency: LatencyStats | 
     Args:
         tracker: the tracker that smooths per-frame noise estimates (when the plan estimates noise).
     """
-    inputs = InputAssembler(plan.variant.inputs) if plan.telling is not None else None
+    inputs = InputAssembler(plan.variant.inputs)
+    telling = plan.telling or Telling(blur=0.0, noise=0.0)  # what providers of other inputs are told: nothing
+    g = plan.geometry
+
+    def out_of(h: int, w: int) -> tuple[int, int]:
+        return (g.net_size[1], g.net_size[0]) if (w, h) == g.in_size else (h * g.factor, w * g.factor)
+
     if plan.colour_on == "device":
         infer: Stage = DeviceInferStage(
-            backend, sink.colour, plan.batch_size, inputs=inputs, telling=plan.telling,
-            max_latency=plan.max_latency, tracker=tracker, out_size=(sink.width, sink.height))
+            backend, sink.colour, plan.batch_size, inputs=inputs, telling=telling, max_latency=plan.max_latency,
+            tracker=tracker, out_size=(sink.width, sink.height), out_of=out_of)
         first: Stage = ToPlanesStage(backend.capabilities.device)
     else:
-        infer = InferStage(backend, plan.batch_size, inputs=inputs, telling=plan.telling, max_latency=plan.max_latency)
+        infer = InferStage(backend, plan.batch_size, inputs=inputs, telling=telling, max_latency=plan.max_latency,
+                           out_of=out_of)
         first = ToTensorStage(tracker)
     return [first, infer, ToFrameStage(sink), EncodeStage(sink, latency)]
 

@@ -81,13 +81,16 @@ class InferStage(Stage):
         batch_size: frames per inference call.
         inputs: builds the model's inputs other than the image (None for image-only models).
         telling: what a degradation-aware model is told (with ``inputs``).
+        out_of: ``(h, w) -> (H, W)``: the network's output size for an h×w batch (inputs on the
+            output grid are built at it).
         max_latency: live mode: frames older than this (seconds since they were decoded) are
             dropped before inference (counted in ``stats.dropped``): they could only be late.
         clock: the clock frame ages are measured on (``time.monotonic``; tests drive their own).
     """
 
     def __init__(self, backend, batch_size: int = 1, *, inputs: InputAssembler | None = None,
-                 telling: Telling | None = None, max_latency: float | None = None, clock=time.monotonic):
+                 telling: Telling | None = None, max_latency: float | None = None, clock=time.monotonic,
+                 out_of=None):
         super().__init__("infer")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -97,6 +100,7 @@ class InferStage(Stage):
         self.batch_size = batch_size
         self.inputs = inputs if inputs is not None and inputs.inputs else None
         self.telling = telling
+        self.out_of = out_of or (lambda h, w: None)
         self.max_latency = max_latency
         self.clock = clock
         self._held: list[Frame] = []
@@ -109,7 +113,7 @@ class InferStage(Stage):
         extra = {}
         if self.inputs is not None:
             conds = self.telling.conditions([f.noise for f in frames])
-            extra = self.inputs.arrays(conds, batch.shape[2], batch.shape[3])
+            extra = self.inputs.arrays(conds, batch.shape[2], batch.shape[3], self.out_of(*batch.shape[2:]))
         out = self.backend.infer(batch, extra)
         return [f.with_image(o) for f, o in zip(frames, out, strict=True)]
 
@@ -186,8 +190,8 @@ class DeviceInferStage(InferStage):
 
     def __init__(self, backend, out_colour: ColourTags, batch_size: int = 1, *, inputs: InputAssembler | None = None,
                  telling: Telling | None = None, max_latency: float | None = None,
-                 tracker: NoiseTracker | None = None, out_size: tuple[int, int] | None = None):
-        super().__init__(backend, batch_size, inputs=inputs, telling=telling, max_latency=max_latency)
+                 tracker: NoiseTracker | None = None, out_size: tuple[int, int] | None = None, out_of=None):
+        super().__init__(backend, batch_size, inputs=inputs, telling=telling, max_latency=max_latency, out_of=out_of)
         self.out_colour = out_colour
         self.tracker = tracker
         self.out_size = out_size
@@ -211,8 +215,7 @@ class DeviceInferStage(InferStage):
             sigmas = [self.tracker.update(s) for s in estimate_noise_batch(rgb * 255.0).tolist()]
         extra = {}
         if self.inputs is not None:
-            extra = {k: torch.from_numpy(v).to(rgb.device)[:, :, None, None].expand(n, -1, h, w)
-                     for k, v in self.inputs.vectors(self.telling.conditions(sigmas)).items()}
+            extra = self.inputs.tensors(self.telling.conditions(sigmas), h, w, rgb.device, self.out_of(h, w))
         out = self.backend.infer_tensor(rgb, extra)
         if self.out_size is not None and (out.shape[3], out.shape[2]) != self.out_size:
             out = torch.nn.functional.interpolate(out, size=self.out_size[::-1], mode="bicubic", antialias=True,
