@@ -67,12 +67,8 @@ FRAMES = 12
 
 # Known bugs of the library (issue 10 item 7). Each variant below fails today; it is an xfail
 # with strict=True, so it turns into a failure the day the bug is fixed: then drop it here.
-FRAME_THREADS_DROP = ("bug: frame-threaded decoding (io/source.py configure_decoder, thread_type AUTO) drops a "
-                      "damaged frame the default decoder conceals and returns")
 #: variant id -> the known bug it hits
-KNOWN_BUGS: dict[str, str] = {
-    "mp4-mpeg4-zero-4": FRAME_THREADS_DROP,
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 # -- mutations ---------------------------------------------------------------------------------

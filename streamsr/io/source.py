@@ -2,6 +2,8 @@
 
 A corrupt packet does not end the run: its decode error is counted (with FFmpeg's message) and
 decoding goes on with the next packet. Errors that make the input unusable raise typed errors.
+Each frame's time is FFmpeg's best-effort timestamp (io/timestamps.py); frames a frame-threaded
+decoder strands at the end of a damaged input are decoded again (io/drain.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import av
 from ..errors import DecodeError, InputNotFoundError, MediaError
 from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
 from ..urls import mask_credentials
+from .drain import DrainGuard
 from .protocols import check_protocol
+from .timestamps import FrameTimes
 
 __all__ = ["Source", "configure_decoder"]
 
@@ -250,44 +254,48 @@ class Source:
     def __iter__(self) -> Iterator[Frame | PassThrough]:
         if self._container is None:
             raise RuntimeError("Source must be entered (with Source(...) as src) before iterating")
-        vs, tb = self._video, self.info.time_base
-        step = 1
-        if self.info.frame_rate:  # one frame duration in time_base units, for missing pts
-            step = max(1, round(1 / (self.info.frame_rate * tb)))
-        last_pts: int | None = None
+        vs = self._video
+        times = FrameTimes.for_rate(self.info.frame_rate, self.info.time_base)
+        guard = DrainGuard(vs.codec_context)
         audio_ids = {s.index for s in self.audio_streams}
         libav = logging.getLogger("libav")
         libav.addHandler(self._log)
         try:
-            for packet in self._container.demux(vs, *self.audio_streams):
-                if packet.stream.index in audio_ids:
-                    if packet.dts is not None and packet.size:
-                        yield PassThrough(packet, packet.stream.index)
-                    continue
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError as exc:
-                    self._raised_errors += 1
-                    self._raised_last = str(exc)
-                    continue
-                for frame in frames:
-                    pts = frame.pts
-                    if pts is None:
-                        pts = 0 if last_pts is None else last_pts + step
-                    elif last_pts is not None and pts <= last_pts:
-                        pts = last_pts + 1  # encoders refuse non-increasing pts
-                    last_pts = pts
-                    self.corrupt_frames += bool(frame.is_corrupt)
-                    self.frames_decoded += 1
-                    yield Frame(self.frames_decoded - 1, pts, tb, frame, self._frame_colour(frame),
-                                time.monotonic())
-        except av.FFmpegError as exc:
-            message = mask_credentials(f"reading {self.name} failed: {exc}")
-            if not self.frames_decoded:
-                raise DecodeError(message, 0) from exc
-            self.ended_early = message  # a damaged tail: keep what was read
+            try:
+                for packet in self._container.demux(vs, *self.audio_streams):
+                    if packet.stream.index in audio_ids:
+                        if packet.dts is not None and packet.size:
+                            yield PassThrough(packet, packet.stream.index)
+                        continue
+                    guard.packet(packet)
+                    try:
+                        frames = packet.decode()
+                    except av.FFmpegError as exc:
+                        self._raised_errors += 1
+                        self._raised_last = str(exc)
+                        continue
+                    yield from self._frames(frames, times, guard)
+                libav.removeHandler(self._log)  # frames a frame-threaded drain may have left behind:
+                yield from self._frames(guard.recover(self._raised_errors > 0), times, guard)
+            except av.FFmpegError as exc:
+                message = mask_credentials(f"reading {self.name} failed: {exc}")
+                if not self.frames_decoded and not times.holding:
+                    raise DecodeError(message, 0) from exc
+                self.ended_early = message  # a damaged tail: keep what was read
+            yield from self._timed(times.flush())
         finally:
             libav.removeHandler(self._log)
+
+    def _frames(self, frames: list[av.VideoFrame], times: FrameTimes, guard: DrainGuard) -> Iterator[Frame]:
+        for frame in frames:
+            guard.frame(frame)
+            self.corrupt_frames += bool(frame.is_corrupt)
+            yield from self._timed(times.push(frame.pts, frame.dts, (frame, time.monotonic())))
+
+    def _timed(self, timed: list[tuple[int, tuple[av.VideoFrame, float]]]) -> Iterator[Frame]:
+        for pts, (frame, arrival) in timed:
+            self.frames_decoded += 1
+            yield Frame(self.frames_decoded - 1, pts, self.info.time_base, frame, self._frame_colour(frame), arrival)
 
     def close(self) -> None:
         """Close the container (idempotent)."""
