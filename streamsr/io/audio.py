@@ -10,6 +10,9 @@ import av
 __all__ = ["AudioOut", "add_audio"]
 
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
+#: the first bytes of a whole frame of codecs whose MP4/MOV track must start on one
+_SYNC_WORDS = {"ac3": b"\x0b\x77", "eac3": b"\x0b\x77"}
+_SYNC_FIRST = ("mp4", "mov", "ipod", "3gp")
 _ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
@@ -56,11 +59,14 @@ class AudioOut:
         decoder, resampler: for a re-encoded stream (None for a copied one).
     """
 
-    def __init__(self, stream, decoder=None, resampler=None):
+    def __init__(self, stream, decoder=None, resampler=None, format: str | None = None):
         self.stream, self.decoder, self.resampler = stream, decoder, resampler
         self.last_dts: int | None = None
         self.dropped = 0
         self.last_error: str | None = None
+        # MP4/MOV must start an AC-3 track on a whole frame (FFmpeg's muxer drops what comes before)
+        self._need_sync = decoder is None and format in _SYNC_FIRST and stream.codec_context.name in _SYNC_WORDS
+        self.leading_cut: list[str] = []
 
     @property
     def copied(self) -> bool:
@@ -70,6 +76,12 @@ class AudioOut:
         """The output packets for one input packet. A copied packet whose dts does not increase
         (damaged input) is left out and counted: the muxer would refuse it and end the run."""
         if self.decoder is None:
+            if self._need_sync:
+                if not bytes(packet)[:2] == _SYNC_WORDS[self.stream.codec_context.name]:
+                    t = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
+                    self.leading_cut.append(f"{packet.size} bytes at {t:.3f} s")
+                    return []
+                self._need_sync = False
             if packet.dts is not None and self.last_dts is not None and packet.dts <= self.last_dts:
                 self.drop("its timestamp goes backwards")
                 return []
@@ -88,10 +100,16 @@ class AudioOut:
     @property
     def notice(self) -> str | None:
         """What was left out, for the user, or None."""
-        if not self.dropped:
-            return None
-        return (f"{self.dropped} damaged audio packet(s) of output stream {self.stream.index} were left out "
-                f"(last: {self.last_error})")
+        said = []
+        if self.leading_cut:
+            name = self.stream.codec_context.name.upper().replace("AC3", "AC-3")
+            said.append(f"audio stream {self.stream.index} starts with {len(self.leading_cut)} packet(s) that are not a "
+                        f"whole {name} frame ({', '.join(self.leading_cut[:3])}): MP4/MOV cannot hold them, left out "
+                        f"(MKV keeps every packet)")
+        if self.dropped:
+            said.append(f"{self.dropped} damaged audio packet(s) of output stream {self.stream.index} were left out "
+                        f"(last: {self.last_error})")
+        return "; ".join(said) or None
 
     def flush(self) -> list:
         """What a re-encoder still holds at the end."""
@@ -105,7 +123,7 @@ def add_audio(container, stream, format: str) -> tuple[AudioOut, str | None]:
     """Add an output stream for input audio ``stream``: a copy where ``format`` takes the codec,
     else AAC (Opus for WebM). Returns the :class:`AudioOut` and a notice when re-encoded."""
     if copy_ok(stream, format):
-        return AudioOut(container.add_stream_from_template(stream)), None
+        return AudioOut(container.add_stream_from_template(stream), format=format), None
     codec = "libopus" if format == "webm" else "aac"
     rate = stream.codec_context.sample_rate or 48000
     if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
