@@ -1,6 +1,7 @@
 """The run plan, geometry, input declarations and backend capabilities, as pure functions: no
 input is opened and no network loaded, any machine can be planned on."""
 
+import dataclasses
 from fractions import Fraction
 from types import SimpleNamespace
 
@@ -116,7 +117,7 @@ def test_plan_of_a_file_and_of_a_camera():
     plan = plan_run(cfg, INFO, "out.mp4", src, HOST)
     assert plan.geometry.out_size == (1280, 720) and plan.variant.name == "espcn_x2"
     assert (plan.queue_size, plan.max_latency, plan.colour_on, plan.telling) == (8, None, "cpu", None)
-    assert plan.sink == cfg.sink and plan.pix_fmt == "yuv420p"
+    assert plan.sink == dataclasses.replace(cfg.sink, codec="libx264") and plan.pix_fmt == "yuv420p"  # the mp4 default
 
     cam = plan_source(cfg, "rtsp://u:p@cam/s", GPU)
     assert (cam.live, cam.realtime, cam.audio, cam.hwaccel) == (True, True, True, "cuda")

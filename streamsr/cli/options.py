@@ -43,6 +43,9 @@ inference_options = _stack(
     click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own .safetensors weights."),
     click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile."),
     click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16)."),
+    click.option("--max-memory", default=None, metavar="SIZE",
+                 help="Memory a run may plan to use, e.g. 8G or 512M (default: half of the machine's, and of "
+                      "the GPU's). Above it queues shorten, then frames run tile by tile; said once."),
     click.option("--backend-option", "backend_option", multiple=True, metavar="BACKEND.KEY=VALUE",
                  help="An option of a backend's own config, e.g. torch.threads=2, onnxruntime.threads=2, "
                       "tensorrt.max_batch=8 (repeatable; TOML: [backend_options.torch]). Unknown keys are refused."),

@@ -97,7 +97,8 @@ def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: graceful st
 @click.option("--rtsp-transport", type=click.Choice(["tcp", "udp"]), default=None, help="RTSP transport (default tcp).")
 @click.option("--no-audio", is_flag=True, help="Drop audio instead of copying it.")
 @click.option("--max-frames", type=int, default=None, help="Stop after N frames (exit 0).")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds of video (exit 0).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds of video; for a live input a wall-clock bound on the whole run, "
+                   "connecting included (exit 1 if no picture ever came).")
 @click.option("--metrics-port", default=None, help="Serve Prometheus metrics at http://HOST:PORT/metrics (PORT = localhost).")
 @click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Write per-stage timings and counts here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")

@@ -9,10 +9,36 @@ import av
 
 from ..errors import ConfigError
 
-__all__ = ["check_encoder", "choose_pix_fmt", "encoder_options", "even_size", "usable_encoder"]
+__all__ = ["CRF_RANGES", "DEFAULT_ENCODER", "check_crf", "check_encoder", "choose_pix_fmt", "default_encoder",
+           "encoder_options", "even_size", "usable_encoder"]
 
 _HW_SUFFIXES = ("_nvenc", "_qsv", "_vaapi", "_amf", "_videotoolbox", "_v4l2m2m")
 _SOFTWARE_FOR = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
+
+
+#: the video encoder of a run that names none, and of containers that cannot hold H.264
+DEFAULT_ENCODER = "libx264"
+_CONTAINER_ENCODER = {"webm": "libvpx-vp9"}
+#: each encoder's own --crf range (x264 and x265 clamp anything above 51 silently)
+CRF_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libvpx": (4, 63),
+              "libaom-av1": (0, 63), "libsvtav1": (1, 63)}
+
+
+def default_encoder(format: str) -> str:
+    """The encoder a run writing the muxer ``format`` uses when it names none (WebM: VP9)."""
+    return _CONTAINER_ENCODER.get(format, DEFAULT_ENCODER)
+
+
+def check_crf(codec: str, crf: float | None) -> None:
+    """Refuse a --crf outside the encoder's own range (encoders with none known pass through).
+
+    Raises:
+        ConfigError: out of range, naming the range.
+    """
+    low, high = CRF_RANGES.get(codec, (None, None))
+    if crf is not None and low is not None and not low <= crf <= high:
+        raise ConfigError(f"--crf {crf:g} is outside {codec}'s range {low}-{high} (lower is better; 18 is "
+                          f"visually lossless for x264)")
 
 
 def check_encoder(name: str) -> av.codec.Codec:

@@ -111,11 +111,12 @@ def format_options(format: str, *, live: bool, hls_time: float, segments: str | 
 
 
 def partial_path(final: Path) -> Path:
-    """Where a single-file output is written until the run ends: ``<final>.partial``, after
-    checking that the folder exists and is writable.
+    """Where a single-file output is written until the run ends: ``<final>.partial``, created
+    (empty) here, so an output that cannot be written fails before the first frame.
 
     Raises:
-        OutputError: the folder is missing or read-only, or the path is a folder.
+        OutputError: the folder is missing or read-only, the path is a folder, or the file
+            cannot be created (named, with the system's reason).
     """
     parent = final.parent
     if not parent.is_dir():
@@ -124,4 +125,9 @@ def partial_path(final: Path) -> Path:
         raise OutputError(f"output path is a directory: {final}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {parent}")
-    return final.with_name(final.name + ".partial")
+    partial = final.with_name(final.name + ".partial")
+    try:  # the muxer opens its file at the first packet: find out now, not frames into the run
+        partial.open("wb").close()
+    except OSError as exc:
+        raise OutputError(f"cannot create the output {final}: {exc.strerror or exc}") from exc
+    return partial

@@ -23,7 +23,7 @@ from ..frames import Frame, PassThrough, VideoInfo
 from ..swscale import from_rgb
 from ..urls import mask_credentials
 from .audio import AudioOut, add_audio
-from .encoders import choose_pix_fmt, encoder_options, even_size, usable_encoder
+from .encoders import choose_pix_fmt, default_encoder, encoder_options, even_size, usable_encoder
 from .outputs import container_format, format_options, is_file_output, partial_path, segment_naming
 
 __all__ = ["Sink", "SinkConfig"]
@@ -38,7 +38,7 @@ class SinkConfig:
     """How to encode the output.
 
     Args:
-        codec: FFmpeg encoder name.
+        codec: FFmpeg encoder name (None: the container's default, libx264, or VP9 for WebM).
         crf: constant rate factor where the encoder has one (None = encoder default, 18 for x264/x265).
         preset: encoder speed preset where it has one.
         pix_fmt: output pixel format (None = the input's when the encoder takes it, else yuv420p).
@@ -54,7 +54,7 @@ class SinkConfig:
             is killed), rolling HLS playlist.
     """
 
-    codec: str = "libx264"
+    codec: str | None = None
     crf: float | None = None
     preset: str | None = None
     pix_fmt: str | None = None
@@ -113,6 +113,8 @@ class Sink:
         elif to_file:
             self._final = Path(text)  # a single file: written as .partial, renamed at the end
         self._dst = dst
+        if config.codec is None:
+            self.config = config = dataclasses.replace(config, codec=default_encoder(self.format))
         self.pix_fmt = choose_pix_fmt(config.codec, config.pix_fmt, info.pix_fmt)
         self.requested = (width, height)
         self.width, self.height = even_size(width, height, self.pix_fmt)
@@ -176,7 +178,11 @@ class Sink:
     def _add_video(self) -> None:
         cfg, info = self.config, self.info
         rate = info.frame_rate or Fraction(25)
-        stream = self._container.add_stream(cfg.codec, rate=rate)
+        try:
+            stream = self._container.add_stream(cfg.codec, rate=rate)
+        except ValueError as exc:  # FFmpeg's muxer refuses the codec (libx264 into WebM, ...)
+            raise ConfigError(f"the {self.format} container does not take {cfg.codec} video; choose another "
+                              f"--codec (e.g. {default_encoder(self.format)}) or container") from exc
         cc = stream.codec_context
         cc.width, cc.height, cc.pix_fmt = self.width, self.height, self.pix_fmt
         cc.time_base = info.time_base

@@ -19,7 +19,7 @@ from ..backends.base import Capabilities
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..frames import VideoInfo
-from ..io.encoders import check_encoder, choose_pix_fmt, even_size
+from ..io.encoders import check_crf, check_encoder, choose_pix_fmt, default_encoder, even_size
 from ..io.outputs import container_format
 from ..io.sink import SinkConfig
 from ..machine import Machine
@@ -184,9 +184,19 @@ def check_options(config: RunConfig, source: SourcePlan, destination) -> ModelSp
     if not spec.conditioned and (config.noise is not None or config.blur is not None):
         raise ConfigError(f"model {spec.name} is not told the degradation; --noise/--blur need a "
                           f"degradation-aware model (udvd)")
-    check_encoder(config.sink.codec)
+    if config.sink.codec is not None:
+        check_encoder(config.sink.codec)
+    check_crf(_encoder(config, destination), config.sink.crf)
     _check_paths(source.name, destination)
     return spec
+
+
+def _encoder(config: RunConfig, destination) -> str:
+    """The video encoder of a run: the one asked for, else the output container's default."""
+    if config.sink.codec is not None:
+        return config.sink.codec
+    text = os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else "-"
+    return default_encoder(container_format(text))
 
 
 _UNKNOWN = Machine()  # a machine planning knows nothing about (no automatic memory bound)
@@ -220,7 +230,7 @@ def _fit_memory(config: RunConfig, variant: ModelVariant, geometry: Geometry, qu
     first = need(queue_size, tile)
     if fits(first):
         return queue_size, tile, first, ()
-    gib = lambda b: f"{b / 2**30:.1f} GiB"
+    gib = lambda b: f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.0f} MiB"
     budget = f"{'--max-memory' if config.max_memory is not None else 'half the memory available'}, " \
              f"{gib(host) if host is not None else '?'}"
     notices = []
@@ -257,7 +267,7 @@ def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan
     """
     spec = check_options(config, source, destination)
     geometry = resolve_geometry(spec, config.request, info.width, info.height)
-    sink = _sink_config(config.sink, source.realtime, info)
+    sink = _sink_config(dataclasses.replace(config.sink, codec=_encoder(config, destination)), source.realtime, info)
     pix_fmt = choose_pix_fmt(sink.codec, sink.pix_fmt, info.pix_fmt)
     telling = None
     if spec.conditioned:

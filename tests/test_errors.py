@@ -1,0 +1,85 @@
+"""What a new user gets wrong, answered in one line before the first frame: outputs that cannot be
+written, encoder options out of range, encoders a container refuses; and the options that answer
+a memory notice."""
+
+import json
+
+import av
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE
+
+from streamsr.cli import main
+
+
+def _run(tmp_path, *args):
+    return CliRunner().invoke(main, ["run", str(SAMPLE), *args])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", "/proc/streamsr-test.mp4"], "cannot create the output /proc/streamsr-test.mp4: No such file or directory"),
+    (["-o", "{tmp}/o.mp4", "--crf", "99"], "--crf 99 is outside libx264's range 0-51"),
+    (["-o", "{tmp}/o.mp4", "--crf", "-1"], "--crf -1 is outside libx264's range 0-51"),
+    (["-o", "{tmp}/o.webm", "--crf", "64"], "--crf 64 is outside libvpx-vp9's range 0-63"),
+    (["-o", "{tmp}/o.webm", "--codec", "libx264"], "the webm container does not take libx264 video; choose another "
+                                                    "--codec (e.g. libvpx-vp9)"),
+])
+def test_refused_before_the_first_frame_in_one_line(tmp_path, args, message):
+    result = _run(tmp_path, *(a.format(tmp=tmp_path) for a in args), "--stats-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 1, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.glob("o.*"))  # no output, not even an empty .partial
+    assert message in json.loads((tmp_path / "s.json").read_text())["error"]
+
+
+def test_webm_gets_vp9_and_opus_unasked(tmp_path):
+    out = tmp_path / "o.webm"
+    result = _run(tmp_path, "-o", str(out), "--max-frames", "3", "--quiet")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+        assert c.streams.video[0].frames == 3 or sum(1 for _ in c.decode(video=0)) == 3
+
+
+def test_max_memory_option_tiles_and_says_so(tmp_path):
+    out = tmp_path / "o.mp4"
+    result = _run(tmp_path, "-o", str(out), "--max-memory", "40M", "--max-frames", "2")
+    assert result.exit_code == 0, result.output
+    assert "running it on" in result.output and "-pixel tiles" in result.output and "40 MiB" in result.output
+    refused = _run(tmp_path, "-o", str(tmp_path / "p.mp4"), "--max-memory", "1M")
+    assert refused.exit_code == 1 and "raise --max-memory" in refused.output and "1 MiB" in refused.output
+    bad = _run(tmp_path, "-o", str(tmp_path / "p.mp4"), "--max-memory", "lots")
+    assert bad.exit_code != 0 and "--max-memory wants a size like 8G or 512M" in bad.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext,playable", [(".mkv", True), (".mp4", False)])
+def test_what_a_sigkill_leaves(tmp_path, ext, playable):
+    """README's promise: a killed run's .mkv .partial plays up to its last frame; a file-mode .mp4's
+    does not (its index comes at the end). Read in real time so the kill lands mid-run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / f"o{ext}"
+    partial = tmp_path / f"o{ext}.partial"
+    proc = subprocess.Popen([sys.executable, "-m", "streamsr.cli", "run", str(SAMPLE), "-o", str(out), "--realtime",
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while (not partial.exists() or partial.stat().st_size < 200_000) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert partial.stat().st_size >= 200_000 and not out.exists()
+    try:
+        with av.open(str(partial)) as c:
+            frames = sum(1 for _ in c.decode(video=0))
+    except av.FFmpegError:
+        frames = 0
+    assert (frames > 0) == playable, frames
