@@ -68,6 +68,39 @@ def test_bad_weights_file(tmp_path):
         build_model("espcn", 2, weights=tmp_path / "missing.safetensors")
 
 
+def test_weights_that_are_not_safetensors_are_refused_unopened(tmp_path):
+    """Random bytes, a torch.save checkpoint and a bare pickle: one line each, nothing unpickled
+    (a pickle that would run code on load proves it), a conversion recipe for checkpoints."""
+    from click.testing import CliRunner
+
+    from streamsr.cli import main
+
+    (tmp_path / "random.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
+    torch.save({"w": torch.zeros(2)}, tmp_path / "ckpt.pth")
+    (tmp_path / "evil.pkl").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n(S'touch " +
+                                        str(tmp_path / "ran").encode() + b"'\ntR.")
+    good = build_model("espcn", 2, pretrained=False).state_dict()
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in good.items()}, str(tmp_path / "cut.safetensors"))
+    data = (tmp_path / "cut.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    cases = {"random.safetensors": "is not a .safetensors file", "ckpt.pth": "is a PyTorch checkpoint",
+             "evil.pkl": "is a PyTorch checkpoint", "cut.safetensors": "cannot"}
+    for name, message in cases.items():
+        with pytest.raises(WeightsError, match=message):
+            build_model("espcn", 2, weights=tmp_path / name)
+        from conftest import SAMPLE
+
+        result = CliRunner().invoke(main, ["run", str(SAMPLE), "-o", str(tmp_path / "o.mp4"), "--weights",
+                                           str(tmp_path / name), "--max-frames", "1"])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert "torch.load('IN.pth', weights_only=True)" in str(pytest.raises(WeightsError, build_model, "espcn", 2,
+                                                                          weights=tmp_path / "ckpt.pth").value)
+    assert not (tmp_path / "ran").exists()
+
+
 PSNR_CASES = [(n, s) for n, s in CASES if get_model(n).objective == "psnr"]
 
 

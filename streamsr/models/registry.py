@@ -23,6 +23,7 @@ __all__ = [
     "ModelSpec",
     "ModelVariant",
     "build_model",
+    "check_safetensors",
     "count_parameters",
     "get_model",
     "list_models",
@@ -177,21 +178,51 @@ def weights_path(spec: ModelSpec, scale: int | None) -> Path | None:
     return path if path.is_file() else None
 
 
+#: how a PyTorch checkpoint (never unpickled here) becomes a weights file streamsr reads
+_CONVERT = ("convert it once where you trust it: python -c \"import torch, safetensors.torch as st; "
+            "sd = torch.load('IN.pth', weights_only=True); st.save_file({k: v.contiguous() for k, v in "
+            "sd.items()}, 'OUT.safetensors')\"")
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Refuse, with one line, a weights file that is not ``.safetensors`` (read from its first
+    bytes, never unpickled): a PyTorch checkpoint gets the one-line conversion.
+
+    Raises:
+        WeightsError: missing, unreadable, or another format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from exc
+    size = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if len(head) >= 9 and 2 <= size <= path.stat().st_size - 8 and head[8:9] == b"{":
+        return  # a safetensors header: an 8-byte length, then JSON
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip, or a bare pickle
+        raise WeightsError(f"{path} is a PyTorch checkpoint (pickle), which streamsr never loads (it can run "
+                           f"code); only .safetensors weights are accepted; {_CONVERT}")
+    raise WeightsError(f"{path} is not a .safetensors file (the only weights format streamsr reads)")
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a ``.safetensors`` state dict into ``model`` (strict: every key must match).
 
     Raises:
         WeightsError: missing file, unreadable file or mismatched keys/shapes.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    check_safetensors(path)
     try:
         state = load_file(str(path))
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError, SafetensorError) as exc:
         raise WeightsError(f"cannot load weights {path}: {exc}") from exc
 
 
@@ -225,16 +256,15 @@ def model_kwargs(path: str | Path) -> dict:
     of another variant (the paper-size one, say) build the network they fit."""
     import json
 
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
+    check_safetensors(path)
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-    except (OSError, ValueError) as exc:  # missing or not safetensors: load_weights explains
-        if not Path(path).is_file():
-            raise WeightsError(f"weights file not found: {path}") from exc
+        return json.loads(meta.get("model_kwargs", "{}"))
+    except (OSError, ValueError, SafetensorError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from exc
-    return json.loads(meta.get("model_kwargs", "{}"))
 
 
 def count_parameters(model: nn.Module) -> int:
