@@ -201,15 +201,20 @@ def test_metrics_endpoint_during_a_live_run(rtsp_server, tmp_path):
     assert 'streamsr_reconnects_total{camera="gate"} 0' in text
 
 
-def test_file_read_in_realtime_drops_when_too_slow(tmp_path):
+def test_file_read_in_realtime_drops_when_too_slow(tmp_path, caplog):
+    """...and says so once, early, with the rates and the share that will be dropped (the network
+    takes at least 0.15 s a frame against 25 fps: below the input's rate on any machine)."""
     src = make_video(tmp_path / "in.mp4", frames=50, size=(64, 48))
     slow = SlowBackend(delay=0.15)
     try:
-        stats = upscale_video(src, tmp_path / "o.mkv", RunConfig(scale=2, realtime=True, max_latency=PATIENT),
-                              backend=slow)
+        with caplog.at_level("WARNING", logger="streamsr"):
+            stats = upscale_video(src, tmp_path / "o.mkv", RunConfig(scale=2, realtime=True, max_latency=PATIENT),
+                                  backend=slow)
     finally:
         slow.close()
     assert stats.frames_in == 50 and 0 < stats.frames_out < 50 and stats.dropped == 50 - stats.frames_out
+    said = [r.getMessage() for r in caplog.records if "will be dropped to stay live" in r.getMessage()]
+    assert len(said) == 1 and "espcn_x2 on slow" in said[0] and "the input at 25 fps" in said[0], said
 
 
 @pytest.mark.slow

@@ -323,3 +323,12 @@ def test_table_inputs_on_the_output_grid_are_built_once_and_tiled_by_the_factor(
 
     starts = [2 * r[0] for r in tile_ranges(20, 8, 2)]
     assert sorted({tuple(c) for _, c, _ in seen}) == sorted((float(y), float(x)) for y in starts for x in starts)
+
+
+def test_a_live_run_too_slow_for_its_input_is_said_with_numbers():
+    from streamsr.pipeline.stats import too_slow_notice
+
+    said = too_slow_notice(0.3, 25.0, "udvd_x2 on torch (cpu)")
+    assert "udvd_x2 on torch (cpu) runs at 0.3 fps here, the input at 25 fps: about 99% of the frames" in said
+    assert too_slow_notice(24.0, 25.0, "espcn") is None  # keeps up (within the margin)
+    assert too_slow_notice(None, 25.0, "x") is None and too_slow_notice(5.0, None, "x") is None

@@ -33,7 +33,7 @@ from ..models.registry import ModelVariant
 from .plan import RunPlan, SourcePlan, check_options, plan_run, plan_source, plan_variant
 from .runner import Runner, Stage
 from .stages import DeviceInferStage, EncodeStage, InferStage, Telling, ToFrameStage, ToPlanesStage, ToTensorStage
-from .stats import LatencyStats, RunStats, StageStats
+from .stats import LatencyStats, RunStats, StageStats, too_slow_notice
 
 __all__ = ["JobSnapshot", "Progress", "RunHandle", "build_stages", "run_sequential", "upscale_video"]
 
@@ -304,6 +304,26 @@ def upscale_video(
     return stats
 
 
+class _SpeedWatch:
+    """Says once, after a few frames of a live run, that its network cannot keep up."""
+
+    FRAMES = 4  # the first call warms up (allocations, autotuning): judged on those after it
+
+    def __init__(self, plan: RunPlan, backend, info):
+        self.what = f"{plan.variant.name} on {backend.name} ({backend.capabilities.device or 'cpu'})"
+        self.input_fps = float(info.frame_rate) if info.frame_rate else None
+        self.done = False
+
+    def check(self, runner) -> None:
+        infer = next((s for s in runner.stats if s.name == "infer"), None) if runner is not None else None
+        if self.done or infer is None or infer.items < self.FRAMES:
+            return
+        self.done = True
+        notice = too_slow_notice(infer.fps, self.input_fps, self.what)
+        if notice:
+            log.warning("%s", notice)
+
+
 def _run(config, source_plan, source, dst, backend, backends, handle, stop, progress, stop_after, duration, machine):
     variant = plan_variant(config, source.info)
     own = backend is None
@@ -320,8 +340,12 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
             backend = TiledBackend(backend, plan.tile, plan.tile_overlap, cancelled=lambda: runner.aborted)
         sink = Sink(dst, source.info, *plan.geometry.out_size, plan.sink, source.audio_streams)
         with sink:
+            watch = _SpeedWatch(plan, backend, source.info) if plan.source.realtime else None
+
             def on_item(_item) -> None:
                 handle.frames_out += 1
+                if watch is not None:
+                    watch.check(runner)
                 if progress is not None:
                     progress(handle)
 

@@ -8,7 +8,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LatencyStats", "RunStats", "StageStats"]
+__all__ = ["LatencyStats", "RunStats", "StageStats", "too_slow_notice"]
+
+#: a live run is said to be too slow when its network sustains less than this share of the input rate
+TOO_SLOW = 0.8
+
+
+def too_slow_notice(model_fps: float | None, input_fps: float | None, what: str) -> str | None:
+    """The one warning a live run gets when its network cannot keep up with the input: the rate of
+    each, the share of frames that will be dropped, what to do. None when it keeps up (or a rate
+    is unknown).
+
+    Args:
+        model_fps: frames per busy second of the inference stage.
+        input_fps: the input's frame rate.
+        what: the network and where it runs (e.g. "udvd_x2 on torch (cpu)").
+    """
+    if not model_fps or not input_fps or model_fps >= TOO_SLOW * input_fps:
+        return None
+    drop = 1 - model_fps / input_fps
+    return (f"{what} runs at {model_fps:.1f} fps here, the input at {input_fps:.3g} fps: about {drop:.0%} of "
+            f"the frames will be dropped to stay live; a lighter model (espcn), a smaller --scale, a GPU "
+            f"or fewer cameras per machine would keep up")
 
 
 class LatencyStats:
