@@ -4,6 +4,11 @@
 #   make wheel-check  build the wheel, install it into a fresh venv, run it outside the repository
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Where PyTorch's CPU build comes from. Empty: pip's configured index (here it holds the CPU build of
+# torch 2.13.0). On another machine, `make test TORCH_INDEX=https://download.pytorch.org/whl/cpu`
+# takes PyTorch's own CPU wheel instead of the multi-GB CUDA build the public index resolves to.
+TORCH_INDEX ?=
+TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
 .PHONY: demo test bench setup lint wheel-check
 
@@ -11,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch first, so the project's torch range never pulls a multi-GB CUDA build
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(TORCH_PIP_ARGS) torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
