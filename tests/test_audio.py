@@ -65,3 +65,22 @@ def test_megamind_keeps_every_whole_ac3_frame(tmp_path):
     assert len(original) == 352 and len(written) == 351
     assert [p for _, p in written] == [p for _, p in original[1:]]
     assert any("not a whole AC-3 frame (729 bytes at 0.000 s)" in n for n in stats.notices), stats.notices
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".webm", ".mp4"])
+def test_audio_that_starts_before_zero_shifts_nothing(tmp_path, ext):
+    """AAC from an MP4 starts with its priming packet at -21 ms. Matroska cannot start a file
+    before zero and FFmpeg shifted the whole file forward by it: the pictures came out 21 ms late.
+    Every stream now keeps its times (WebM re-encodes the audio to Opus, the video still keeps
+    its own)."""
+    from media import read_video
+
+    src = make_video(tmp_path / "in.mp4", frames=8, audio="aac")
+    assert _audio(src)[0][0] < 0
+    upscale_video(src, tmp_path / f"o{ext}", RunConfig(scale=2))
+    pts_in, _, tb_in = read_video(src)
+    pts_out, _, tb_out = read_video(tmp_path / f"o{ext}")
+    assert [p * tb_in for p in pts_in] == [p * tb_out for p in pts_out]
+    if ext != ".webm":
+        np.testing.assert_allclose([t for t, _ in _audio(tmp_path / f"o{ext}")], [t for t, _ in _audio(src)],
+                                   atol=1e-3)

@@ -79,6 +79,10 @@ def segment_naming(path: str, segment_time: float) -> str:
                       f"(clock time) or cam-%03d.mkv (numbered); got {path!r}")
 
 
+#: muxers that store a stream starting before zero as it is (FFmpeg would shift them otherwise)
+_SIGNED_TIMES = ("matroska", "webm")
+
+
 def format_options(format: str, *, live: bool, hls_time: float, segments: str | None,
                    segment_time: float | None) -> dict[str, str]:
     """Muxer options: HLS playlist kind, RTSP transport, segmenting, fragmented MP4 when live.
@@ -107,6 +111,11 @@ def format_options(format: str, *, live: bool, hls_time: float, segments: str | 
         if fragmented:
             opts["segment_format_options"] = f"movflags={_FRAGMENTED_MP4}"
         return opts
+    if format in _SIGNED_TIMES:
+        # FFmpeg shifts a whole Matroska file forward when a stream starts before zero (AAC's
+        # priming packet at -21 ms from an MP4): the video would no longer keep the input's
+        # times. Matroska blocks take negative offsets, so keep every stream's times as they are.
+        return {"avoid_negative_ts": "disabled"}
     return {"movflags": _FRAGMENTED_MP4} if fragmented else {}
 
 
