@@ -21,8 +21,8 @@ def _run(tmp_path, *args):
     (["-o", "{tmp}/o.mp4", "--crf", "99"], "--crf 99 is outside libx264's range 0-51"),
     (["-o", "{tmp}/o.mp4", "--crf", "-1"], "--crf -1 is outside libx264's range 0-51"),
     (["-o", "{tmp}/o.webm", "--crf", "64"], "--crf 64 is outside libvpx-vp9's range 0-63"),
-    (["-o", "{tmp}/o.webm", "--codec", "libx264"], "the webm container does not take libx264 video; choose another "
-                                                    "--codec (e.g. libvpx-vp9)"),
+    (["-o", "{tmp}/o.webm", "--codec", "libx264"], ("the webm container does not take libx264 video; choose another "
+                                                     "--codec (e.g. libvpx-vp9)")),
 ])
 def test_refused_before_the_first_frame_in_one_line(tmp_path, args, message):
     result = _run(tmp_path, *(a.format(tmp=tmp_path) for a in args), "--stats-json", str(tmp_path / "s.json"))
@@ -83,3 +83,39 @@ def test_what_a_sigkill_leaves(tmp_path, ext, playable):
     except av.FFmpegError:
         frames = 0
     assert (frames > 0) == playable, frames
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_a_live_recording_reaches_the_disk_as_it_goes(tmp_path, ext):
+    """A small live recording used to sit in the muxer's memory (0 bytes on disk after 16 s of a
+    camera): a SIGKILL lost all of it. Now a cluster / fragment a second is written out at once:
+    while the run goes on, what is on disk already plays."""
+    import threading
+    import time
+
+    from media import make_video
+
+    from streamsr import RunConfig
+    from streamsr.pipeline.job import RunHandle, upscale_video
+
+    src = make_video(tmp_path / "in.mp4", frames=100, size=(64, 48))  # 4 s at 25 fps, read in real time
+    partial = tmp_path / f"o{ext}.partial"
+    handle, done = RunHandle("cam"), []
+    run = threading.Thread(target=lambda: done.append(upscale_video(src, tmp_path / f"o{ext}", RunConfig(
+        scale=2, realtime=True, max_latency=60), handle=handle)))
+    run.start()
+    frames = 0
+    try:
+        deadline = time.monotonic() + 120
+        while not frames and not done and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                with av.open(str(partial)) as c:
+                    frames = sum(1 for _ in c.decode(video=0))
+            except (av.FFmpegError, FileNotFoundError):
+                frames = 0
+    finally:
+        handle.stop()
+        run.join(120)
+    assert frames > 0, "nothing playable reached the disk before the run ended"
+    assert done and (tmp_path / f"o{ext}").exists()

@@ -85,7 +85,8 @@ _SIGNED_TIMES = ("matroska", "webm")
 
 def format_options(format: str, *, live: bool, hls_time: float, segments: str | None,
                    segment_time: float | None) -> dict[str, str]:
-    """Muxer options: HLS playlist kind, RTSP transport, segmenting, fragmented MP4 when live.
+    """Muxer options: HLS playlist kind, RTSP transport, segmenting, fragmented MP4 and data on disk
+    every second when live, times kept as they are (Matroska).
 
     Args:
         format: the muxer (from :func:`container_format`).
@@ -111,12 +112,24 @@ def format_options(format: str, *, live: bool, hls_time: float, segments: str | 
         if fragmented:
             opts["segment_format_options"] = f"movflags={_FRAGMENTED_MP4}"
         return opts
+    opts = {}
     if format in _SIGNED_TIMES:
         # FFmpeg shifts a whole Matroska file forward when a stream starts before zero (AAC's
         # priming packet at -21 ms from an MP4): the video would no longer keep the input's
         # times. Matroska blocks take negative offsets, so keep every stream's times as they are.
-        return {"avoid_negative_ts": "disabled"}
-    return {"movflags": _FRAGMENTED_MP4} if fragmented else {}
+        opts["avoid_negative_ts"] = "disabled"
+    if fragmented:
+        opts["movflags"] = _FRAGMENTED_MP4
+    if live and format in _SIGNED_TIMES + ("mp4", "mov"):
+        # a recording must reach the disk as it goes (a killed process keeps what came before): a
+        # Matroska cluster or an MP4 fragment a second, each written out at once; without these a
+        # small live .mkv held everything in memory (0 bytes on disk after 16 s) until the end
+        opts["flush_packets"] = "1"
+        if format in _SIGNED_TIMES:
+            opts["cluster_time_limit"] = "1000"
+        if fragmented:
+            opts["frag_duration"] = "1000000"
+    return opts
 
 
 def partial_path(final: Path) -> Path:
