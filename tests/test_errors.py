@@ -119,3 +119,25 @@ def test_a_live_recording_reaches_the_disk_as_it_goes(tmp_path, ext):
         run.join(120)
     assert frames > 0, "nothing playable reached the disk before the run ended"
     assert done and (tmp_path / f"o{ext}").exists()
+
+
+def test_a_cameras_file_refuses_what_it_does_not_know(tmp_path):
+    """A misspelt key used to be ignored (a camera recording to the wrong place, or defaults that
+    never applied); resources are for the cluster's placement."""
+    from streamsr.errors import ConfigError
+    from streamsr.pipeline.cameras import load_cameras
+
+    good = tmp_path / "cams.toml"
+    good.write_text('[defaults]\nscale = 2\n[[camera]]\nname = "gate"\ninput = "a.mp4"\noutput = "b.mkv"\n'
+                    'resources = { cpus = 2, gpus = 0.25 }\n')
+    cams, defaults = load_cameras(good)
+    assert cams[0].resources == {"cpus": 2, "gpus": 0.25} and defaults == {"scale": 2}
+    for text, message in (('[defaults]\nscale = 2\n[[camera]]\ninput = "a"\noutput = "b"\noutptu = "c"\n',
+                           "unknown key(s) outptu"),
+                          ('[default]\nscale = 2\n[[camera]]\ninput = "a"\noutput = "b"\n', "unknown table(s) default"),
+                          ('[[camera]]\ninput = "a"\noutput = "b"\nresources = { cpus = "two" }\n',
+                           "resources is a table of numbers")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_cameras(bad)

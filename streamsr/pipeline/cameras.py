@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends.base import load_backend
@@ -42,11 +42,14 @@ class Camera:
         name: label in stats and metrics.
         input: URL, device or file.
         output: file, stream URL or playlist.
+        resources: what the camera needs where it runs (``streamsr cluster``'s placement: ``cpus``,
+            ``gpus``, or a custom resource of the nodes); a run on one machine ignores it.
     """
 
     name: str
     input: str
     output: str
+    resources: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -58,6 +61,10 @@ class CameraResult:
     error: BaseException | None = None
 
 
+#: what a [[camera]] entry may hold
+_CAMERA_KEYS = {"name", "input", "output", "resources"}
+
+
 def load_cameras(path: str | Path) -> tuple[list[Camera], dict]:
     """Read a cameras TOML file.
 
@@ -65,15 +72,27 @@ def load_cameras(path: str | Path) -> tuple[list[Camera], dict]:
         (cameras, default options for :meth:`RunConfig.from_options`).
 
     Raises:
-        ConfigError: missing file, bad TOML, a camera without input/output, duplicate names.
+        ConfigError: missing file, bad TOML, a camera without input/output, unknown keys, duplicate names.
     """
     data = read_toml(path, "cameras file")
+    unknown = set(data) - {"defaults", "camera"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; a cameras file has [defaults] "
+                          "and [[camera]] entries")
     cameras = []
     for i, entry in enumerate(data.get("camera", [])):
         missing = {"input", "output"} - set(entry)
         if missing:
             raise ConfigError(f"{path}: camera #{i + 1} lacks {', '.join(sorted(missing))}")
-        cameras.append(Camera(str(entry.get("name", f"camera{i + 1}")), str(entry["input"]), str(entry["output"])))
+        unknown = set(entry) - _CAMERA_KEYS
+        if unknown:  # a typo must not be ignored (a misspelt output, say)
+            raise ConfigError(f"{path}: camera #{i + 1} has unknown key(s) {', '.join(sorted(unknown))}; known: "
+                              f"{', '.join(sorted(_CAMERA_KEYS))} (run options go in [defaults])")
+        resources = entry.get("resources", {})
+        if not isinstance(resources, dict) or not all(isinstance(v, (int, float)) for v in resources.values()):
+            raise ConfigError(f"{path}: camera #{i + 1}: resources is a table of numbers, e.g. {{ cpus = 1, gpus = 0.25 }}")
+        cameras.append(Camera(str(entry.get("name", f"camera{i + 1}")), str(entry["input"]), str(entry["output"]),
+                              dict(resources)))
     if not cameras:
         raise ConfigError(f"{path}: no [[camera]] entries")
     names = [c.name for c in cameras]
