@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-__all__ = ["bicubic_upscale", "downscale", "imresize", "psnr_y", "rgb_to_y", "ssim_y"]
+__all__ = ["bicubic_taps", "bicubic_upscale", "downscale", "downscale_to", "imresize", "lr_size", "psnr", "psnr_y", "rgb_to_y",
+           "ssim_y"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -49,14 +50,40 @@ def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> 
     return mat
 
 
-def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarray:
-    """Resize like MATLAB's ``imresize(img, scale, 'bicubic')``.
+def bicubic_taps(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB's bicubic upscaling of one axis as four taps per output pixel.
+
+    Returns:
+        (indices, weights): (4, out_len) int64 and float64; ``out[j] = Σ_k weights[k, j] ·
+        in[indices[k, j]]`` is :func:`imresize` to ``out_len`` along that axis (symmetric borders
+        folded in; an unused tap has weight 0 and reads the row's main pixel).
+
+    Raises:
+        ValueError: ``out_len < in_len`` (shrinking widens the kernel beyond four taps).
+    """
+    if out_len < in_len:
+        raise ValueError(f"bicubic_taps upscales; got {in_len} -> {out_len}")
+    mat = _resize_matrix(in_len, out_len, out_len / in_len, True)
+    if in_len < 4:  # fewer pixels than taps: pad with unused (zero) columns
+        mat = np.pad(mat, ((0, 0), (0, 4 - in_len)))
+    order = np.argsort(-np.abs(mat), axis=1, kind="stable")[:, :4]  # the (at most) four taps of a row
+    weights = np.take_along_axis(mat, order, axis=1)
+    order = np.where(weights == 0, order[:, :1], order)  # an unused tap reads the main one: stays local
+    if np.abs(mat).sum(axis=1).round(12).tolist() != np.abs(weights).sum(axis=1).round(12).tolist():
+        raise AssertionError("a bicubic row with more than four taps")
+    return order.T.copy(), weights.T.copy()
+
+
+def imresize(img: np.ndarray, scale: float | None = None, antialias: bool = True,
+             size: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize like MATLAB's ``imresize(img, scale, 'bicubic')`` or ``imresize(img, [h w], 'bicubic')``.
 
     Args:
         img: H×W or H×W×C array. uint8 input returns uint8 (rounded and clipped, like MATLAB);
             float input returns float64 without clipping.
         scale: size factor, e.g. 0.5 to halve, 2 to double. Output size is ``ceil(size*scale)``.
         antialias: widen the kernel when shrinking (MATLAB's default).
+        size: the output (height, width) instead of ``scale`` (each axis its own factor, as MATLAB).
 
     Returns:
         The resized array.
@@ -64,9 +91,12 @@ def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarra
     is_uint8 = img.dtype == np.uint8
     data = img.astype(np.float64)
     h, w = data.shape[:2]
-    out_h, out_w = math.ceil(h * scale), math.ceil(w * scale)
-    mh = _resize_matrix(h, out_h, scale, antialias)
-    mw = _resize_matrix(w, out_w, scale, antialias)
+    if size is not None:
+        (out_h, out_w), (sh, sw) = size, (size[0] / h, size[1] / w)
+    else:
+        out_h, out_w, sh, sw = math.ceil(h * scale), math.ceil(w * scale), scale, scale
+    mh = _resize_matrix(h, out_h, sh, antialias)
+    mw = _resize_matrix(w, out_w, sw, antialias)
     if data.ndim == 2:
         out = mh @ data @ mw.T
     else:  # two BLAS products: rows, then columns (einsum would not use BLAS here)
@@ -92,9 +122,25 @@ def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     return imresize(hr, 1.0 / scale)
 
 
-def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB-bicubic upscale of a uint8 image, the baseline every model is compared with."""
-    return imresize(lr, float(scale))
+def bicubic_upscale(lr: np.ndarray, scale: float, size: tuple[int, int] | None = None) -> np.ndarray:
+    """MATLAB-bicubic upscale of a uint8 image (to ``size`` = (height, width) when given), the
+    baseline every model is compared with."""
+    return imresize(lr, float(scale), size=size)
+
+
+def lr_size(hr_size: tuple[int, int], scale: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The LR size for ``scale`` and the HR crop it maps back to exactly, per axis: LR =
+    floor(HR / s), HR crop = round(LR · s) (LIIF's arbitrary-scale protocol; for an integer
+    scale, BasicSR's crop to a multiple of it)."""
+    lr = tuple(max(1, math.floor(v / scale + 1e-9)) for v in hr_size)
+    return lr, tuple(round(v * scale) for v in lr)
+
+
+def downscale_to(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, cropped HR) of a uint8 HR image at any ``scale``: MATLAB bicubic to :func:`lr_size`."""
+    lr_hw, hr_hw = lr_size(hr.shape[:2], scale)
+    crop = hr[: hr_hw[0], : hr_hw[1]]
+    return imresize(crop, size=lr_hw), crop
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:

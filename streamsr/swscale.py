@@ -12,12 +12,15 @@ import numpy as np
 
 from .frames import RANGE_FULL, ColourTags
 
-__all__ = ["SWS_FLAGS", "from_rgb", "sws_colorspace", "to_rgb", "to_yuv420p"]
+__all__ = ["RESIZE_FLAGS", "SWS_FLAGS", "from_rgb", "resize_rgb", "sws_colorspace", "to_rgb", "to_yuv420p"]
 
 _I = av.video.reformatter.Interpolation
 #: swscale flags for every RGB<->YUV conversion: accurate rounding and full chroma resolution;
 #: the defaults drift by 1-2 code values per round trip (measured on saturated flat colours).
 SWS_FLAGS = _I.BICUBIC | _I.ACCURATE_RND | _I.FULL_CHR_H_INT | _I.FULL_CHR_H_INP
+#: the same for a conversion that also resizes (a network's output to the exact size asked for):
+#: Lanczos, whose taps swscale widens when shrinking (antialiased)
+RESIZE_FLAGS = _I.LANCZOS | _I.ACCURATE_RND | _I.FULL_CHR_H_INT | _I.FULL_CHR_H_INP
 
 # AVColorSpace -> swscale's SWS_CS_* table index (BT.601 where swscale has nothing better).
 _SWS_CS = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
@@ -43,13 +46,23 @@ def to_rgb(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
 
 def from_rgb(rgb: np.ndarray, pix_fmt: str, colour: ColourTags, size: tuple[int, int] | None = None) -> av.VideoFrame:
     """H×W×3 uint8 full-range RGB → a frame in ``pix_fmt`` with ``colour``'s matrix and range,
-    resized (bicubic) to ``size`` = (width, height) when given.
+    resized (Lanczos) to ``size`` = (width, height) when given.
     """
     vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
     cs = sws_colorspace(colour.matrix)
     width, height = size or (None, None)
+    flags = SWS_FLAGS if size is None or size == (vf.width, vf.height) else RESIZE_FLAGS
     return vf.reformat(width=width, height=height, format=pix_fmt, src_colorspace=cs, dst_colorspace=cs,
-                       src_color_range=RANGE_FULL, dst_color_range=colour.range, interpolation=SWS_FLAGS)
+                       src_color_range=RANGE_FULL, dst_color_range=colour.range, interpolation=flags)
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """H×W×3 uint8 RGB resized to ``size`` = (width, height) exactly as a run resizes a network's
+    output (swscale, Lanczos, accurate rounding)."""
+    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
+        return rgb
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return vf.reformat(width=size[0], height=size[1], interpolation=RESIZE_FLAGS).to_ndarray()
 
 
 def to_yuv420p(frame: av.VideoFrame, colour: ColourTags) -> av.VideoFrame:

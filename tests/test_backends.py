@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from model_cases import case_id, model_cases, network_inputs, out_size
 
 from streamsr.backends import (
     create_backend,
@@ -15,9 +16,9 @@ from streamsr.backends import (
 from streamsr.cli import main
 from streamsr.errors import BackendUnavailableError, ConfigError
 from streamsr.metrics import psnr
-from streamsr.models import get_model, list_models
+from streamsr.models import get_model
 
-CASES = [(name, scale) for name in list_models() for scale in get_model(name).scales]
+CASES = model_cases()
 
 
 def _psnr(a, b):
@@ -42,21 +43,18 @@ def test_unknown_backend():
         resolve_backend("tensorflow", "cpu")
 
 
-@pytest.mark.parametrize("name,scale", CASES)
-def test_onnxruntime_and_torch_agree(name, scale):
+@pytest.mark.parametrize("name,scale,part", CASES, ids=map(case_id, CASES))
+def test_onnxruntime_and_torch_agree(name, scale, part):
     spec = get_model(name, scale)
-    rng = np.random.default_rng(0)
-    batch = rng.random((2, 3, 20, 28), dtype=np.float32)
-    extra = {n: rng.random((2, c, 20, 28), dtype=np.float32) * 0.2
-             for n, c in ((i.name, i.channels) for i in spec.inputs[1:])}
+    batch, extra = network_inputs(name, scale, 2, 24, 36, np.random.default_rng(0), maps=0.2, part=part)
     outs = {}
     for backend in ("torch", "onnxruntime"):
-        b = create_backend(backend, spec.variant(scale), device="cpu")
+        b = create_backend(backend, spec.variant(scale, part), device="cpu")
         try:
             outs[backend] = b.infer(batch, extra)
         finally:
             b.close()
-    assert outs["torch"].shape == (2, 3, 20 * scale, 28 * scale)
+    assert outs["torch"].shape == (2, 3, *out_size(name, scale, 24, 36, part))
     assert _psnr(outs["torch"], outs["onnxruntime"]) > 45
 
 

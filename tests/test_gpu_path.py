@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from model_cases import case_id, model_cases, network_inputs, out_size
 
 from streamsr.backends.engine import (
     EngineCache,
@@ -20,7 +21,9 @@ from streamsr.backends.tiling import TiledBackend, tile_ranges
 from streamsr.errors import ConfigError
 from streamsr.evaluate import ModuleBackend
 from streamsr.metrics import psnr
-from streamsr.models import build_model, get_model, list_models
+from streamsr.models import get_model
+
+ENLARGING = [c for c in model_cases() if not get_model(c[0]).variant(c[1], c[2]).shrinks]
 
 PROFILE = ShapeProfile.parse("1x3x64x64", "1x3x540x960", "4x3x1080x1920")
 
@@ -38,6 +41,23 @@ def test_shape_parsing_and_validation():
         ShapeProfile.parse("1x3x64x64", "1x3x32x960", "4x3x1080x1920")
     assert PROFILE.covers(2, 720, 1280) and not PROFILE.covers(5, 720, 1280) and not PROFILE.covers(1, 1440, 2560)
     assert _profile_from_name(f"espcn_x2-abc-{PROFILE}-fp16-trt10.3.0-h100-sm90.engine") == PROFILE
+    assert str(PROFILE) == "1x3x64x64_1x3x540x960_4x3x1080x1920"  # fixed-factor engine names unchanged
+    # a model that takes any scale: the output's (height, width) at min, opt, max as well
+    anyscale = ShapeProfile.parse("1x3x64x64", "1x3x540x960", "4x3x1080x1920", out=("64x64", "1350x2400", "2160x3840"))
+    assert str(anyscale) == "1x3x64x64_1x3x540x960_4x3x1080x1920_out64x64_1350x2400_2160x3840"
+    assert ShapeProfile.from_text(str(anyscale)) == anyscale
+    assert ShapeProfile.from_text("1x3x64x64,1x3x540x960,4x3x1080x1920,64x64,1350x2400,2160x3840") == anyscale
+    for variant in ("liif", "irn_x2-up"):  # a "-" in a variant's name too
+        assert _profile_from_name(f"{variant}-abc-{anyscale}-fp16-trt11.4.0-h100-sm90.engine") == anyscale
+    assert anyscale.covers(1, 540, 960, (1350, 2400)) and anyscale.covers(4, 64, 64, (64, 64))
+    assert not anyscale.covers(1, 540, 960, (2400, 1350)) and not anyscale.covers(1, 540, 960, (32, 2400))
+    assert not anyscale.covers(1, 540, 960)  # a batch that does not say its output does not fit
+    for bad in ("1x3x64x64,1x3x540x960", "1x3x64x64,1x3x540x960,4x3x1080x1920,64x64,1350x2400",
+                "1x3x64x64,1x3x540x960,4x3x1080x1920,64x64,1350x2400,1080x3840", "1x3x8x8,1x3x8x8,1x3x8x8,8,8,8"):
+        with pytest.raises(ConfigError):
+            ShapeProfile.from_text(bad)
+    with pytest.raises(ConfigError, match="not an engine file named by streamsr"):
+        _profile_from_name("liif-abc-1x3x8x8_1x3x8x8_out8x8-fp16-trt11.4.0-h100-sm90.engine")
 
 
 def test_engine_key_changes_with_everything_that_invalidates_it():
@@ -89,23 +109,25 @@ def test_tile_ranges_cover_exactly():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list_models())
-def test_tiled_and_whole_frame_agree(name):
-    spec = get_model(name)
-    scale = spec.scales[0]
-    model = build_model(name, scale, pretrained=False)
+@pytest.mark.parametrize("name,scale,part", ENLARGING, ids=map(case_id, ENLARGING))
+def test_tiled_and_whole_frame_agree(name, scale, part):
+    variant = get_model(name).variant(scale, part)
+    model = variant.build(pretrained=False)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # a non-trivial network: untrained heads of UDVD start at zero
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.02)
-    rng = np.random.default_rng(0)
-    batch = rng.random((1, 3, 70, 90), dtype=np.float32)
-    extra = {n: rng.random((1, c, 70, 90), dtype=np.float32) * 0.1
-             for n, c in ((i.name, i.channels) for i in spec.inputs[1:])}
-    whole = ModuleBackend(model, spec.variant(scale)).infer(batch, extra)
-    tiled = TiledBackend(ModuleBackend(model, spec.variant(scale)), tile=48, overlap=16).infer(batch, extra)
-    assert tiled.shape == whole.shape
+    batch, extra = network_inputs(name, scale, 1, 70, 90, np.random.default_rng(0), part=part)
+    whole = ModuleBackend(model, variant).infer(batch, extra)
+    tiled = TiledBackend(ModuleBackend(model, variant), tile=48, overlap=16).infer(batch, extra)
+    assert tiled.shape == whole.shape == (1, 3, *out_size(name, scale, 70, 90, part))
     assert _psnr(tiled, whole) > 50
+
+
+def test_a_network_that_shrinks_is_not_tiled():
+    variant = get_model("irn").variant(2, "down")
+    with pytest.raises(ConfigError, match="irn_x2-down shrinks"):
+        TiledBackend(ModuleBackend(variant.build(pretrained=False), variant), tile=48, overlap=8)
 
 
 @pytest.mark.gpu

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from model_cases import case_id, model_cases, network_inputs, out_size, scale_of
 
 from streamsr.errors import UnknownModelError, UnsupportedScaleError, WeightsError
 from streamsr.models import (
@@ -13,7 +14,7 @@ from streamsr.models import (
     weights_path,
 )
 
-CASES = [(name, scale) for name in list_models() for scale in get_model(name).scales]
+CASES = model_cases()
 
 
 def test_registry_lists_espcn_and_refuses_duplicates():
@@ -35,18 +36,20 @@ def test_unsupported_scale():
     assert isinstance(err.value, ValueError)
 
 
-def _inputs(spec, n, h, w):
-    return [torch.rand(n, i.channels, h, w) for i in spec.inputs]
-
-
-@pytest.mark.parametrize("name,scale", CASES)
-def test_forward_shape(name, scale):
-    model = build_model(name, scale, pretrained=False)
+@pytest.mark.parametrize("name,scale,part", CASES, ids=map(case_id, CASES))
+def test_forward_shape(name, scale, part):
+    variant = get_model(name).variant(scale, part)
+    model = variant.build(pretrained=False)
+    batch, extra = network_inputs(name, scale, 2, 12, 24, np.random.default_rng(0), part=part)
+    args = [torch.from_numpy(batch)] + [torch.from_numpy(extra[i.name]) for i in variant.inputs[1:]]
     with torch.no_grad():
-        assert model(*_inputs(get_model(name), 2, 11, 13)).shape == (2, 3, 11 * scale, 13 * scale)
+        assert model(*args).shape == (2, 3, *out_size(name, scale, 12, 24, part))
 
 
-@pytest.mark.parametrize("name,scale", CASES)
+WEIGHTED = sorted({(n, s) for n, s, _ in model_cases(learned_only=True)})
+
+
+@pytest.mark.parametrize("name,scale", WEIGHTED)
 def test_shipped_weights_load(name, scale):
     path = weights_path(get_model(name), scale)
     assert path is not None, f"no shipped weights for {name} x{scale}"
@@ -101,7 +104,8 @@ def test_weights_that_are_not_safetensors_are_refused_unopened(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-PSNR_CASES = [(n, s) for n, s in CASES if get_model(n).objective == "psnr"]
+# upscalers scored against bicubic; a down/up pair is scored by its round trip (tests/test_irn.py)
+PSNR_CASES = [(n, s) for n, s, part in model_cases(learned_only=True) if get_model(n).objective == "psnr" and not part]
 
 
 def _vtest_frames():
@@ -122,7 +126,8 @@ def test_shipped_weights_beat_bicubic_on_validation_frame(name, scale):
     spec = get_model(name)
     deg = Degradation(blur=0.5 * scale, noise=5.0) if spec.conditioned else None
     up = Upscaler(ModuleBackend(build_model(name, scale), spec.variant(scale)), deg)
-    gains = [score_image(up, f, scale, degradation=deg, seed=i).gain for i, f in enumerate(_vtest_frames())]
+    gains = [score_image(up, f, scale_of(name, scale), degradation=deg, seed=i).gain
+             for i, f in enumerate(_vtest_frames())]
     assert np.mean(gains) > 0.2, gains
 
 

@@ -56,6 +56,8 @@ def loaded_data_files() -> set[str]:
     files = set()
     for name in list_models():
         spec = get_model(name)
+        if not spec.learned:  # a fixed filter (the area downscale) has no weights
+            continue
         for scale in spec.scales or (None,):  # a continuous model has one file for every scale
             path = weights_path(spec, scale)
             assert path is not None, f"{name} ({spec.weights_file(scale)}) ships no weights in the source tree"

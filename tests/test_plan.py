@@ -28,7 +28,7 @@ from streamsr.models import (
     list_models,
     resolve_geometry,
 )
-from streamsr.models.inputs import InputAssembler, needs_noise, run_conditioning
+from streamsr.models.inputs import InputAssembler, grid_size, needs_noise, run_conditioning
 from streamsr.pipeline.hub import InferenceHub
 from streamsr.pipeline.plan import known_variant, plan_run, plan_source
 
@@ -88,12 +88,15 @@ def test_every_model_declares_its_inputs(name):
     spec = get_model(name)
     assert spec.inputs[0].role == "image" and spec.inputs[0].channels == 3
     assert spec.conditioned == any(i.role == "degradation" for i in spec.inputs)
-    variant = spec.variant(spec.scales[0])
-    assert variant.name == f"{name}_x{spec.scales[0]}" and variant.input_names[0] == "image"
-    arrays = InputAssembler(variant.inputs).arrays([run_conditioning(1.0, 5.0)] * 2, 7, 9)
+    factor = spec.scales[0] if spec.scales else None
+    variant = spec.variant(factor)
+    assert variant.name == (f"{name}_x{factor}" if factor else name) and variant.input_names[0] == "image"
+    out = (16, 23)  # any output size: inputs on its grids follow it
+    arrays = InputAssembler(variant.inputs).arrays([run_conditioning(1.0, 5.0)] * 2, 7, 9, out=out)
     assert set(arrays) == {i.name for i in spec.inputs[1:]}
     for i in spec.inputs[1:]:
-        assert arrays[i.name].shape == (2, i.channels, 7, 9) and arrays[i.name].dtype == np.float32
+        assert arrays[i.name].shape == (2, i.channels, *grid_size(i.grid, (7, 9), out))
+        assert arrays[i.name].dtype == np.float32
 
 
 def test_input_assembler_tells_each_frame_and_reuses_constant_maps():
@@ -259,6 +262,38 @@ def test_memory_bound_tiles_large_frames_and_refuses_what_cannot_fit():
     gpu = Machine(cuda=True, memory=24 << 30, cuda_memory=1 << 30)
     on_gpu = plan_run(RunConfig(model="udvd"), INFO, "o.mp4", file, CUDA, gpu)
     assert on_gpu.tile is not None and on_gpu.memory.network <= 1 << 29
+
+
+def test_any_scale_models_are_tiled_where_their_decoder_would_not_fit():
+    """960x540 -> 3840x2160 with LIIF on a 24 GiB machine: an exported graph (ONNX Runtime) decodes
+    the frame at once (~12 GiB) and is tiled; PyTorch decodes a band of rows at a time and is not."""
+    file = plan_source(RunConfig(), "in.mp4", NO_GPU)
+    machine = Machine(memory=24 << 30)
+    info = dataclasses.replace(INFO, width=960, height=540)
+    config = RunConfig(model="liif", size=(3840, 2160))
+    exported = plan_run(config, info, "o.mkv", file, HOST, machine)
+    assert exported.tile is not None and "liif" in exported.notices[0]
+    banded = SimpleNamespace(name="torch", capabilities=Capabilities(location="torch", device_tensors=True,
+                                                                     banded=True))
+    eager = plan_run(config, info, "o.mkv", file, banded, machine)
+    assert eager.tile is None and eager.memory.network < exported.memory.network / 4
+
+
+def test_a_remote_backends_network_is_not_counted_on_the_client():
+    """UDVD x2 at 1080p: its network needs ~10 GB, more than a small client's bound, where it runs
+    here (tiled); through a remote backend only the frames queued here count (nothing tiled)."""
+    file = plan_source(RunConfig(), "in.mp4", NO_GPU)
+    machine = Machine(memory=8 << 30)
+    info = dataclasses.replace(INFO, width=1920, height=1080)
+    remote = SimpleNamespace(name="triton", capabilities=Capabilities(location="remote", device="gpubox:8001"))
+    config = RunConfig(model="udvd", scale=2)
+    local = plan_run(config, info, "o.mkv", file, HOST, machine)
+    assert local.tile is not None and local.memory.network > 0
+    far = plan_run(config, info, "o.mkv", file, remote, machine)
+    assert (far.tile, far.queue_size, far.notices) == (None, 8, ())
+    assert far.memory.network == 0 and 0 < far.memory.total <= 4 << 30
+    with pytest.raises(ConfigError, match="one frame queued between stages"):  # the frames alone do not fit
+        plan_run(dataclasses.replace(config, max_memory="100M"), info, "o.mkv", file, remote, machine)
 
 
 def test_a_run_over_its_memory_bound_is_tiled_and_writes_the_same_pictures(tmp_path, caplog):

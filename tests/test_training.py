@@ -142,3 +142,45 @@ def test_ship_writes_into_a_checkout_only(tmp_path, image_dirs, monkeypatch, cap
         assert not in_package.exists()
         assert result["shipped"] == result["weights"] == str(tmp_path / "run" / "espcn_x2.safetensors")
         assert "not a source checkout" in caplog.text and str(tmp_path / "run") in caplog.text
+
+
+def test_any_scale_model_trains_on_a_range_and_validates_each_scale(tmp_path, image_dirs):
+    """LIIF: one factor per batch from scale_range (HR side round(p s)), the model's own loss,
+    validation at every val_scale (fractional included), recipe with the range, one weights file."""
+    path = tmp_path / "cfg.toml"
+    path.write_text(_config(tmp_path, image_dirs, "liif").read_text().replace("scale = 2\n", "")
+                    + 'scale_range = [1.2, 3.5]\nval_scales = [2, 2.5]\n')
+    cfg = load_train_config(path)
+    assert cfg.scale is None and cfg.scale_range == (1.2, 3.5)
+    result = train(cfg)
+    assert result["step"] == 4
+    assert {"psnr_clean_x2", "psnr_clean_x2.5", "psnr_clean_x2.5_bicubic"} <= set(result)
+    assert all(np.isfinite(v) for k, v in result.items() if k.startswith("psnr"))
+    weights = Path(result["weights"])
+    assert weights.name == "liif.safetensors"
+    with safe_open(str(weights), "pt") as f:
+        recipe = json.loads(f.metadata()["recipe"])
+    assert recipe["scale"] is None and recipe["scale_range"] == [1.2, 3.5]
+
+
+def test_patch_sampler_draws_one_scale_per_batch_within_the_range(image_dirs):
+    from streamsr.training.config import DegradationSampling
+    from streamsr.training.data import PatchSampler
+
+    sampler = PatchSampler(image_dirs / "train", (1.5, 4.0), 12, DegradationSampling(), seed=3)
+    sides = set()
+    for _ in range(20):
+        lr, hr, _ = sampler.batch(3)
+        assert lr.shape == (3, 3, 12, 12) and hr.shape[2] == hr.shape[3]
+        assert 18 <= hr.shape[2] <= 48  # round(12 s), s in [1.5, 4]
+        sides.add(hr.shape[2])
+    assert len(sides) > 5
+    with pytest.raises(ConfigError, match="scale range trains on clean LR"):
+        PatchSampler(image_dirs / "train", (1.5, 4.0), 12, DegradationSampling(enabled=True))
+
+
+def test_fixed_factor_model_without_a_scale_is_refused(tmp_path, image_dirs):
+    path = tmp_path / "cfg.toml"
+    path.write_text(_config(tmp_path, image_dirs, "espcn").read_text().replace("scale = 2\n", ""))
+    with pytest.raises(ConfigError, match="set scale = 2 | 3 | 4"):
+        train(load_train_config(path))

@@ -56,12 +56,16 @@ class Capabilities:
         device_tensors: ``infer_tensor`` takes and returns tensors on ``device`` (the device colour
             chain needs it).
         max_batch: the largest batch it takes (None: no limit of its own).
+        banded: it runs the PyTorch module itself, whose any-scale decoder works a band of output
+            rows at a time (an exported graph decodes the whole frame at once): the memory plan
+            counts a band, not the frame.
     """
 
     location: str = "host"
     device: str = "cpu"
     device_tensors: bool = False
     max_batch: int | None = None
+    banded: bool = False
 
     @property
     def on_cuda(self) -> bool:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ExportError
 from ..metrics import psnr
+from ..models.inputs import GRIDS
 from ..models.registry import ModelVariant
 
 __all__ = ["OPSET", "OUTPUT_NAME", "check_onnx", "export_onnx"]
@@ -25,14 +26,15 @@ OPSET = 17
 
 
 class _Fp16Graph(nn.Module):
-    """float32 in → fp16 network → float32 out."""
+    """float32 in → fp16 network → float32 out; inputs declared full-precision (query tables)
+    stay float32."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, keep: tuple[bool, ...]):
         super().__init__()
-        self.model = model.half()
+        self.model, self.keep = model.half(), keep
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(*(x.half() for x in inputs)).float()
+        return self.model(*(x if keep else x.half() for x, keep in zip(inputs, self.keep, strict=True))).float()
 
 
 def _dummy_inputs(variant: ModelVariant, batch: int, height: int, width: int) -> list[torch.Tensor]:
@@ -49,6 +51,12 @@ def _dummy_inputs(variant: ModelVariant, batch: int, height: int, width: int) ->
         table = get_provider(i.provider).table if i.provider else None
         out.append(torch.from_numpy(table(i, grid)) if table else torch.rand(batch, i.channels, *grid.of(i), generator=g))
     return out
+
+
+def _spatial_axes(grid: str) -> dict[int, str]:
+    """Dynamic axis names of an input's grid (a broadcast axis of size 1 stays fixed)."""
+    names = {"lr": ("height", "width"), "out": ("out_height", "out_width")}
+    return {2 + k: names[a][k] for k, a in enumerate(GRIDS[grid]) if a != 1}
 
 
 def export_onnx(
@@ -77,10 +85,9 @@ def export_onnx(
     if precision not in ("fp32", "fp16"):
         raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16")
     model = variant.build(weights=weights)
-    net = _Fp16Graph(model) if precision == "fp16" else model
+    net = _Fp16Graph(model, tuple(i.full_precision for i in variant.inputs)) if precision == "fp16" else model
     names = list(variant.input_names)
-    dynamic = {i.name: {0: "batch", 2: "height", 3: "width"} if i.grid == "lr" else
-               {0: "batch", 2: "out_height", 3: "out_width"} for i in variant.inputs}
+    dynamic = {i.name: {0: "batch", **_spatial_axes(i.grid)} for i in variant.inputs}
     dynamic[OUTPUT_NAME] = {0: "batch", 2: "out_height", 3: "out_width"}
     buf = io.BytesIO()
     try:

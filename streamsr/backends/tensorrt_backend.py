@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..models.inputs import output_axes
 from ..models.registry import ModelVariant
 from .base import BackendBase, Capabilities, register_backend
 from .engine import (
@@ -23,6 +24,7 @@ from .engine import (
     Shape,
     ShapeProfile,
     build_engine,
+    needs_output_size,
     network_flags,
 )
 from .export import OUTPUT_NAME, export_onnx
@@ -46,8 +48,8 @@ class TensorRTConfig:
         precision: "fp16" or "fp32" (decided at build time; part of the engine key).
         engine: an explicit engine file (refused if its key does not match this model/GPU/TRT).
         engine_dir: the engine cache folder (default: engines/ in the user's cache, streamsr.cache).
-        profile: shapes to build for; None = built for the first frame's size (batch up to
-            ``max_batch``).
+        profile: shapes to build for (with the output's sizes for a model that takes any scale);
+            None = built for the first batch's size (batch up to ``max_batch``).
         max_batch: largest batch of an automatically built engine.
     """
 
@@ -86,9 +88,6 @@ class TensorRTBackend(BackendBase):
 
         if config.device != "cuda":
             raise BackendUnavailableError("TensorRT runs on CUDA GPUs only; use --device cuda")
-        off_grid = [i.name for i in variant.inputs if i.grid != "lr"]
-        if off_grid:
-            raise ConfigError(f"the TensorRT profile covers inputs on the LR grid only, not {', '.join(off_grid)}")
         self.variant, self.config, self.weights = variant, config, weights
         self.input_names = variant.input_names
         self.cache = EngineCache(config.engine_dir)
@@ -118,6 +117,13 @@ class TensorRTBackend(BackendBase):
     def _load(self, profile: ShapeProfile) -> None:
         import tensorrt as trt
 
+        if profile.out is None and needs_output_size(self.variant.inputs):
+            raise ConfigError(f"{self.variant.name} takes any output size: its TensorRT profile needs the output's "
+                              "sizes too, e.g. tensorrt.profile=1x3x64x64,1x3x540x960,4x3x1080x1920,"
+                              "128x128,1080x1920,2160x3840 (or `streamsr build-engine --scale`)")
+        if profile.out is not None and not needs_output_size(self.variant.inputs):
+            raise ConfigError(f"{self.variant.name}'s output size follows from its input's: its TensorRT profile "
+                              f"takes no output sizes (got {profile})")
         key, onnx = engine_key_for(self.variant, profile, self.config.precision, self.weights)
         if self.config.engine:
             path = os.fspath(self.config.engine)
@@ -134,8 +140,8 @@ class TensorRTBackend(BackendBase):
                                 len(stale), self.variant.name)
                 log.warning("building a TensorRT engine for %s (%s, %s); this takes a while, once",
                             self.variant.name, self.config.precision, profile)
-                data = build_engine(onnx, {i.name: i.channels for i in self.variant.inputs}, profile,
-                                    self.config.precision, self.cache.timing_cache)
+                data = build_engine(onnx, self.variant.inputs, profile, self.config.precision,
+                                    self.cache.timing_cache)
                 self.cache.folder.mkdir(parents=True, exist_ok=True)
                 tmp = f"{path}.partial"
                 with open(tmp, "wb") as f:
@@ -182,12 +188,17 @@ class TensorRTBackend(BackendBase):
         import torch
 
         n, _, h, w = tensors[self.input_names[0]].shape
+        out = _output_size(self.variant, {name: tuple(t.shape) for name, t in tensors.items()})
         if self.context is None:
+            # a tile's kept output can be a few pixels, whatever the LR tile: any output up to this one
             self._load(ShapeProfile(Shape(1, 3, min(h, 64), min(w, 64)), Shape(n, 3, h, w),
-                                    Shape(max(n, self.config.max_batch), 3, h, w)))
-        if not self.profile.covers(n, h, w):
-            raise ConfigError(f"a batch of {n} frames of {w}x{h} is outside the engine's profile {self.profile}; "
-                              "use --tile, or build an engine with a larger --max-shape")
+                                    Shape(max(n, self.config.max_batch), 3, h, w),
+                                    ((1, 1), out, out) if out else None))
+        if not self.profile.covers(n, h, w, out):
+            size = f"{w}x{h}" + (f" to {out[1]}x{out[0]}" if out else "")
+            raise ConfigError(f"a batch of {n} frames of {size} is outside the engine's profile {self.profile}; "
+                              "use --tile, or build an engine with a larger --max-shape"
+                              + (" and output sizes (--out-shape)" if self.profile.out else ""))
         with torch.cuda.stream(self.stream):
             for name, t in tensors.items():
                 self.context.set_input_shape(name, tuple(t.shape))
@@ -204,10 +215,35 @@ class TensorRTBackend(BackendBase):
         self.context = self.engine = None
 
 
+def _output_size(variant: ModelVariant, shapes: dict[str, tuple[int, ...]]) -> tuple[int, int] | None:
+    """The output's (height, width), read off the inputs on grids of the output (rows, cols,
+    output); None when the variant has none (its output size follows from the image's)."""
+    size: list[int | None] = [None, None]
+    for i in variant.inputs:
+        for k, is_out in enumerate(output_axes(i.grid)):
+            if is_out:
+                got = int(shapes[i.name][2 + k])
+                if size[k] not in (None, got):
+                    raise ConfigError(f"input {i.name!r} of {variant.name} is for an output {'HW'[k]} of {got}, "
+                                      f"another input for {size[k]}")
+                size[k] = got
+    if size == [None, None]:
+        return None
+    if None in size:
+        raise ConfigError(f"the inputs of {variant.name} tell the output's {'HW'[1 - size.index(None)]} "
+                          f"but not its {'HW'[size.index(None)]}")
+    return size[0], size[1]
+
+
 def _profile_from_name(path: str | None) -> ShapeProfile:
-    """Read the shape profile out of an engine file name (see EngineKey.filename)."""
+    """Read the shape profile out of an engine file name (see EngineKey.filename: the profile is
+    the fifth field from the end, as a variant's name may hold a ``-``)."""
     name = os.path.basename(path or "")
-    parts = name.split("-")
-    if len(parts) < 3 or parts[2].count("_") != 2:
-        raise ConfigError(f"{name!r} is not an engine file named by streamsr (build one with `streamsr build-engine`)")
-    return ShapeProfile.parse(*parts[2].split("_"))
+    parts = name.removesuffix(".engine").split("-")
+    try:
+        if len(parts) < 7:
+            raise ConfigError(name)
+        return ShapeProfile.from_text(parts[-5])
+    except ConfigError:
+        raise ConfigError(f"{name!r} is not an engine file named by streamsr (build one with `streamsr build-engine`)"
+                          ) from None

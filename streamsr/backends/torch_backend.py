@@ -48,7 +48,7 @@ class TorchBackend(BackendBase):
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device(config.device)
-        self.capabilities = Capabilities(location="torch", device=str(self.device), device_tensors=True)
+        self.capabilities = Capabilities(location="torch", device=str(self.device), device_tensors=True, banded=True)
         self.dtype = torch.float16 if config.precision == "fp16" and config.device == "cuda" else torch.float32
         model = variant.build(weights=weights).to(self.device, self.dtype)
         self.memory_format = (
@@ -82,7 +82,8 @@ class TorchBackend(BackendBase):
         """Like :meth:`infer` on tensors (any device); the result stays on the backend's device
         as float32 (the GPU path of :mod:`streamsr.colour` keeps frames there)."""
         x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
-        args = [x] + [extra[k].to(self.device, self.dtype, non_blocking=True) for k in self.input_names[1:]]
+        args = [x] + [extra[i.name].to(self.device, torch.float32 if i.full_precision else self.dtype, non_blocking=True)
+                      for i in self.variant.inputs[1:]]
         if not self.compiled:
             return self.model(*args).float()
         try:

@@ -26,12 +26,16 @@ def _stack(*decorators: Callable) -> Callable:
 
 
 model_options = _stack(
-    click.option("--model", default=None, help="Model name (default espcn; see `streamsr models`)."),
+    click.option("--model", default=None,
+                 help="Model name (default espcn; see `streamsr models`), or auto: ESPCN where one of its "
+                      "factors gives the size exactly, else LTE (any scale)."),
     click.option("--scale", type=float, default=None,
-                 help="Upscale factor (default: the model's first, 2 for most); any factor for models that "
-                      "take one (see `streamsr models`)."),
-    click.option("--size", default=None, metavar="WxH",
-                 help="Exact output size instead of --scale (a fixed-factor model's output is resized to it)."),
+                 help="Upscale factor (default: the model's first, 2 for most); any factor (e.g. 2.25) for "
+                      "models that take one (liif, lte; see `streamsr models`)."),
+    click.option("--size", default=None, metavar="WxH|Np",
+                 help="Exact output size instead of --scale: 1920x1080, or a height (1440p) keeping the aspect "
+                      "ratio. A fixed-factor model runs its smallest factor that reaches it, then is resized "
+                      "(Lanczos)."),
     click.option("--part", default=None, help="Models made of parts (down/up pairs): which part runs."),
 )
 

@@ -217,3 +217,37 @@ def _summary(camera, stats, several: bool) -> None:
         f"on {stats.extra['backend']} -> {where} [{out['width']}x{out['height']} {out['codec']}]",
         err=True,
     )
+
+
+def _downscale(**kwargs):
+    """The sender's end: the model's ``down`` part, or the plain area downscale for a model
+    without one (said once)."""
+    from ..models import get_model
+
+    name = kwargs.get("model") or "irn"
+    if name != "auto" and any(p == "down" for p, _ in getattr(get_model(name).geometry, "directions", ())):
+        kwargs.update(model=name, part="down")
+    else:
+        if kwargs.get("model") and not kwargs.get("quiet"):
+            click.echo(f"streamsr: note: {name} has no down part: a plain area downscale", err=True)
+        kwargs.update(model="area", part="down")
+    return run.callback(**kwargs)
+
+
+main.add_command(click.Command(
+    "downscale", callback=_downscale, params=[p for p in run.params if p.name != "part"],
+    help="""Downscale INPUT into OUTPUT: the sender's end of a down/up pair.
+
+    With --model irn (the default) the frames go through IRN's learned downscaler: ordinary,
+    viewable video at 1/scale the size, from which `streamsr run --model irn` on the receiving
+    end restores far more than any super-resolution of a plain downscale can. Any other model has
+    no down part: the plain area downscale (--model area) is used, for comparison. Everything else
+    is as `streamsr run` (live inputs and outputs, audio, colour, timestamps).
+
+    \b
+    Examples:
+      streamsr downscale call.mp4 -o small.mp4 --model irn --scale 2
+      streamsr run small.mp4 -o restored.mp4 --model irn --scale 2        # the receiver
+      streamsr downscale rtsp://cam/s -o rtsp://server/small --scale 2 --for videocall
+      streamsr downscale call.mp4 -o plain.mp4 --model area --scale 2
+    """))

@@ -80,6 +80,8 @@ def evaluate(path, preset_name, synth_noise, as_json, **options):
       streamsr eval data/val --model espcn --scale 2
       streamsr eval data/val --model udvd --scale 2 --blur 1.6 --noise 10
       streamsr eval clip.mp4 --model udvd --scale 2 --blur 1.6 --noise auto --synth-noise 10 --json
+      streamsr eval data/val --model lte --scale 2.5     # any scale (LR = floor(HR / 2.5))
+      streamsr eval data/val --model espcn --scale 1.5   # ESPCN x2, then resized as `run --size` does
     """
     import numpy as np
 
@@ -88,12 +90,17 @@ def evaluate(path, preset_name, synth_noise, as_json, **options):
     from ..degradation import Degradation
     from ..errors import ConfigError
     from ..evaluate import Upscaler, score_items
-    from ..pipeline.plan import known_variant
+    from ..models.geometry import ScaleRequest, resolve_geometry
+    from ..models.registry import get_model
 
     config = build_config(preset_name, options)
-    variant = known_variant(config)
-    if variant is None or variant.factor is None:
-        raise ConfigError("eval scores a fixed-factor network: give --scale, not --size")
+    if config.size is not None or config.model == "auto":
+        raise ConfigError("eval synthesizes the LR from each image by a factor: give --model and --scale, not --size")
+    spec = get_model(config.model)
+    scale = config.scale if config.scale is not None else (spec.scales[0] if spec.scales else 2.0)
+    # a fixed-factor model at a factor it lacks runs as `run --size` would: its next factor, resized
+    nominal = (round(960 * scale), round(960 * scale))
+    variant = spec.variant(resolve_geometry(spec, ScaleRequest(size=nominal), 960, 960).factor)
     blur = config.blur or 0.0
     added = synth_noise if synth_noise is not None else (config.noise or 0.0)
     degradation = Degradation(blur=blur, noise=added) if (blur or added) else None
@@ -103,7 +110,7 @@ def evaluate(path, preset_name, synth_noise, as_json, **options):
         backend = TiledBackend(backend, config.tile, config.tile_overlap)
     try:
         upscaler = Upscaler(backend, told, noise_auto=config.noise is None and options.get("noise") == "auto")
-        scores = score_items(upscaler, path, variant.factor, degradation)
+        scores = score_items(upscaler, path, scale, degradation)
     finally:
         backend.close()
     if not scores:
@@ -111,7 +118,7 @@ def evaluate(path, preset_name, synth_noise, as_json, **options):
     mean = {k: float(np.mean([getattr(s, k) for s in scores])) for k in ("psnr", "ssim", "psnr_bicubic", "ssim_bicubic")}
     name = variant.spec.name
     if as_json:
-        click.echo(json.dumps({"model": name, "scale": variant.factor, "backend": backend.name,
+        click.echo(json.dumps({"model": name, "scale": scale, "network": variant.name, "backend": backend.name,
                                "degradation": {"blur": blur, "noise": added, "noise_auto": upscaler.noise_auto},
                                "items": [dict(s.__dict__, gain=s.gain) for s in scores],
                                "mean": dict(mean, gain=mean["psnr"] - mean["psnr_bicubic"])}, indent=2))

@@ -77,7 +77,7 @@ class AudioOut:
         (damaged input) is left out and counted: the muxer would refuse it and end the run."""
         if self.decoder is None:
             if self._need_sync:
-                if not bytes(packet)[:2] == _SYNC_WORDS[self.stream.codec_context.name]:
+                if bytes(packet)[:2] != _SYNC_WORDS[self.stream.codec_context.name]:
                     t = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
                     self.leading_cut.append(f"{packet.size} bytes at {t:.3f} s")
                     return []

@@ -1,6 +1,6 @@
 """Super-resolution architectures; importing this package registers every model."""
 
-from . import espcn, srcnn, srresnet, udvd  # noqa: F401  (registers)
+from . import area, espcn, irn, liif, lte, srcnn, srresnet, udvd  # noqa: F401  (registers)
 from .geometry import ContinuousRange, FixedFactors, Geometry, Parts, ScaleRequest, resolve_geometry
 from .inputs import IMAGE, Conditioning, ModelInput, register_provider
 from .registry import (

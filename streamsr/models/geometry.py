@@ -32,23 +32,38 @@ __all__ = [
     "ScaleRequest",
     "parse_size",
     "resolve_geometry",
+    "target_size",
 ]
 
 _EPS = 1e-9
 
 
-def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
-    """``"1920x1080"`` → (1920, 1080).
+def parse_size(text: str, what: str = "--size") -> tuple[int | None, int]:
+    """``"1920x1080"`` → (1920, 1080); ``"1440p"`` → (None, 1440): that height, the width from
+    the input's aspect ratio (:func:`target_size`).
 
     Raises:
-        ConfigError: not two positive integers joined by ``x``.
+        ConfigError: neither form, or not positive.
     """
+    value = str(text).strip().lower()
     try:
-        w, h = (int(v) for v in str(text).lower().split("x"))
+        if value.endswith("p"):
+            w, h = None, int(value[:-1])
+        else:
+            w, h = (int(v) for v in value.split("x"))
     except ValueError:
-        raise ConfigError(f"{what} wants WIDTHxHEIGHT, e.g. 1920x1080; got {text!r}") from None
-    if w < 1 or h < 1:
+        raise ConfigError(f"{what} wants WIDTHxHEIGHT (e.g. 1920x1080) or a height (e.g. 1080p); got {text!r}") from None
+    if h < 1 or (w is not None and w < 1):
         raise ConfigError(f"{what} wants positive sizes, got {text!r}")
+    return w, h
+
+
+def target_size(size: tuple[int | None, int], width: int, height: int) -> tuple[int, int]:
+    """The exact (width, height) a ``--size`` asks of a ``width``×``height`` input: a height alone
+    keeps the input's aspect ratio, the width rounded to an even number (4:2:0 video needs it)."""
+    w, h = size
+    if w is None:
+        w = max(2, 2 * round(width * h / height / 2))
     return w, h
 
 
@@ -58,12 +73,12 @@ class ScaleRequest:
 
     Args:
         scale: the factor (an int for fixed-factor models, any float in range for continuous ones).
-        size: the exact output (width, height).
+        size: the exact output (width, height); width None: the height, at the input's aspect ratio.
         part: for models made of parts (IRN): which one runs ("down" or "up").
     """
 
     scale: float | None = None
-    size: tuple[int, int] | None = None
+    size: tuple[int | None, int] | None = None
     part: str | None = None
 
     def __post_init__(self) -> None:
@@ -159,10 +174,11 @@ class FixedFactors:
                                  name)
             size = (width * factor, height * factor)
             return Geometry((width, height), size, size, factor)
-        want = max(request.size[0] / width, request.size[1] / height)
+        size = target_size(request.size, width, height)
+        want = max(size[0] / width, size[1] / height)
         # the smallest factor that reaches the target, so the resize after the network only shrinks
         factor = next((f for f in sorted(self.factors) if f >= want - _EPS), max(self.factors))
-        return Geometry((width, height), (width * factor, height * factor), request.size, factor)
+        return Geometry((width, height), (width * factor, height * factor), size, factor)
 
     def describe(self) -> str:
         return "x" + ", x".join(map(str, self.factors))
@@ -189,7 +205,7 @@ class ContinuousRange:
 
     def resolve(self, request: ScaleRequest, width: int, height: int, name: str = "model") -> Geometry:
         if request.size is not None:
-            size = request.size
+            size = target_size(request.size, width, height)
             sx, sy = size[0] / width, size[1] / height
         else:
             sx = sy = request.scale if request.scale is not None else self.default

@@ -32,14 +32,35 @@ __all__ = [
     "Provider",
     "conditioned",
     "get_provider",
+    "grid_size",
     "needs_noise",
+    "output_axes",
     "register_provider",
     "register_table_provider",
     "run_conditioning",
 ]
 
 ROLES = ("image", "degradation", "latent", "query")
-GRIDS = ("lr", "output", "query")
+#: where an input lives: each grid's (height, width) axes are the LR frame's ("lr"), the output's
+#: ("out") or a broadcast axis of size 1; "rows" and "cols" are tables with one entry per output
+#: row / column. Tiling, export's dynamic axes and the TensorRT profile all read this.
+GRIDS = {
+    "lr": ("lr", "lr"),
+    "output": ("out", "out"),
+    "rows": ("out", 1),
+    "cols": (1, "out"),
+}
+
+
+def grid_size(grid: str, lr: tuple[int, int], out: tuple[int, int] | None) -> tuple[int, int]:
+    """(height, width) of ``grid`` for an LR frame of ``lr`` and an output of ``out`` (h, w)."""
+    return tuple(lr[k] if a == "lr" else out[k] if a == "out" else 1  # type: ignore[index]
+                 for k, a in enumerate(GRIDS[grid]))
+
+
+def output_axes(grid: str) -> tuple[bool, bool]:
+    """Which of a grid's (height, width) axes are the output's."""
+    return tuple(a == "out" for a in GRIDS[grid])  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -51,8 +72,12 @@ class ModelInput:
         channels: channels (the size of the feature axis).
         role: "image" (the frame), "degradation" (what the model is told about blur/noise),
             "latent" (a sampled code, IRN's z), "query" (coordinates of output pixels).
-        grid: "lr" (the input frame's H×W), "output" (the output's H×W) or "query" (a table).
+        grid: "lr" (the input frame's H×W), "output" (the output's H×W), "rows" / "cols" (one
+            entry per output row / column: H×1 / 1×W).
         provider: registry name of what builds it (None only for the image).
+        lr_index_channels: channels that hold LR pixel indices along the input's axis (a "rows"
+            table's LR rows, a "cols" table's LR columns): a tiler that crops the LR frame shifts
+            them by the crop's start.
     """
 
     name: str
@@ -60,6 +85,14 @@ class ModelInput:
     role: str = "image"
     grid: str = "lr"
     provider: str | None = None
+    lr_index_channels: tuple[int, ...] = ()
+
+    @property
+    def full_precision(self) -> bool:
+        """Kept in float32 when the network runs in fp16: query tables hold LR pixel indices
+        (fp16 counts whole numbers exactly only up to 2048) and coordinates whose 1e-6 tie-break
+        fp16 would lose."""
+        return self.role == "query"
 
     def __post_init__(self) -> None:
         if self.role not in ROLES or self.grid not in GRIDS:
@@ -100,11 +133,9 @@ class Grid:
 
     def of(self, i: ModelInput) -> tuple[int, int]:
         """(height, width) of input ``i``'s grid."""
-        if i.grid == "lr":
-            return self.lr
-        if self.out is None:
-            raise ConfigError(f"input {i.name!r} lives on the output grid; its size is not known here")
-        return self.out
+        if i.grid != "lr" and self.out is None:
+            raise ConfigError(f"input {i.name!r} lives on the {i.grid} grid of the output; its size is not known here")
+        return grid_size(i.grid, self.lr, self.out)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import UnknownModelError, WeightsError
-from .geometry import GeometryKind, ScaleRequest
+from ..errors import ConfigError, UnknownModelError, UnsupportedScaleError, WeightsError
+from .geometry import GeometryKind, ScaleRequest, resolve_geometry
 from .inputs import IMAGE, ModelInput, conditioned
 
 __all__ = [
+    "AUTO",
+    "AUTO_PREFERENCE",
     "ModelSpec",
     "ModelVariant",
     "build_model",
@@ -29,6 +31,7 @@ __all__ = [
     "list_models",
     "load_weights",
     "model_kwargs",
+    "pick_model",
     "register_model",
     "weights_path",
 ]
@@ -43,11 +46,13 @@ class ModelSpec:
         paper: the paper the architecture implements.
         geometry: what it does to the picture's size (:mod:`streamsr.models.geometry`).
         inputs: the network's inputs in call order, the image first (:mod:`streamsr.models.inputs`).
-        part_inputs: for models made of parts, each part's inputs (``(("down", (...)), ...)``).
+        part_inputs: for models made of parts, each part's inputs: ``(("down", (...)), ...)``, or
+            a function ``(factor, part) -> inputs`` where they differ by factor (IRN's z).
         objective: "psnr" (fidelity) or "perceptual" (adversarially trained; PSNR is not its goal).
         colour: colour space the network works in; frames are converted to it by the pipeline.
         description: one line for ``streamsr models``.
         pad_multiple: input sides must be a multiple of this (1: any size).
+        learned: it has weights (False: a fixed filter, e.g. the plain area downscale).
         train_loss: ``loss(model, inputs, hr) -> scalar tensor`` used by ``streamsr train``
             for this model (None: the config's l1/mse); UDVD supervises every stage.
     """
@@ -56,11 +61,12 @@ class ModelSpec:
     paper: str
     geometry: GeometryKind
     inputs: tuple[ModelInput, ...] = (IMAGE,)
-    part_inputs: tuple[tuple[str, tuple[ModelInput, ...]], ...] = ()
+    part_inputs: tuple[tuple[str, tuple[ModelInput, ...]], ...] | Callable = ()
     objective: str = "psnr"
     colour: str = "rgb"
     description: str = ""
     pad_multiple: int = 1
+    learned: bool = True
     train_loss: Callable | None = field(default=None, repr=False, compare=False)
     factory: Callable[..., nn.Module] = field(repr=False, compare=False, default=None)
 
@@ -74,9 +80,11 @@ class ModelSpec:
         """Whether the model is told the degradation (blur, noise)."""
         return conditioned(self.inputs)
 
-    def inputs_of(self, part: str | None = None) -> tuple[ModelInput, ...]:
-        """The inputs of ``part`` (or of the whole model)."""
-        return dict(self.part_inputs)[part] if part else self.inputs
+    def inputs_of(self, part: str | None = None, factor: int | None = None) -> tuple[ModelInput, ...]:
+        """The inputs of ``part`` (or of the whole model) at ``factor``."""
+        if not part:
+            return self.inputs
+        return self.part_inputs(factor, part) if callable(self.part_inputs) else dict(self.part_inputs)[part]
 
     def weights_file(self, factor: int | None) -> str:
         """File name of the shipped weights of a factor (one file for a continuous model)."""
@@ -110,11 +118,16 @@ class ModelVariant:
     @property
     def inputs(self) -> tuple[ModelInput, ...]:
         """This network's inputs, image first."""
-        return self.spec.inputs_of(self.part)
+        return self.spec.inputs_of(self.part, self.factor)
 
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.inputs)
+
+    @property
+    def shrinks(self) -> bool:
+        """Whether this network makes the picture smaller (a ``down`` part)."""
+        return dict(getattr(self.spec.geometry, "directions", ())).get(self.part, 1) < 0
 
     def build(self, *, pretrained: bool = True, weights: str | Path | None = None) -> nn.Module:
         """The network in eval mode (see :func:`build_model`)."""
@@ -170,6 +183,29 @@ def get_model(name: str, scale: float | None = None) -> ModelSpec:
     if scale is not None:
         spec.geometry.resolve(ScaleRequest(scale=scale), 240, 240, name=name)
     return spec
+
+
+#: ``--model auto``: the name, and the models it tries in order (the first that reaches the
+#: requested size with its own network, without resizing its output)
+AUTO = "auto"
+AUTO_PREFERENCE = ("espcn", "lte")
+
+
+def pick_model(request: ScaleRequest, width: int, height: int) -> str:
+    """The model ``--model auto`` runs for ``request`` on ``width``×``height`` frames: the fastest
+    (ESPCN) where one of its factors gives the size exactly, else the arbitrary-scale LTE.
+
+    Raises:
+        UnsupportedScaleError: no model of :data:`AUTO_PREFERENCE` reaches it.
+    """
+    for name in AUTO_PREFERENCE:
+        try:
+            if not resolve_geometry(get_model(name), request, width, height).resized:
+                return name
+        except (UnsupportedScaleError, ConfigError):
+            continue
+    raise UnsupportedScaleError(f"--model auto: none of {', '.join(AUTO_PREFERENCE)} reaches "
+                                f"{request.size or request.scale} from {width}x{height}; pick a model")
 
 
 def weights_path(spec: ModelSpec, scale: int | None) -> Path | None:
@@ -241,6 +277,8 @@ def build_model(
         UnknownModelError, UnsupportedScaleError, WeightsError.
     """
     spec = get_model(name, scale)
+    if not spec.learned:
+        return spec.factory(scale).eval()
     path = Path(weights) if weights is not None else (weights_path(spec, scale) if pretrained else None)
     if pretrained and path is None:
         raise WeightsError(f"no shipped weights for {spec.variant(scale).name}; pass a .safetensors file "

@@ -133,7 +133,13 @@ def build_stages(plan: RunPlan, backend, sink: Sink, *, latency: LatencyStats | 
     g = plan.geometry
 
     def out_of(h: int, w: int) -> tuple[int, int]:
-        return (g.net_size[1], g.net_size[0]) if (w, h) == g.in_size else (h * g.factor, w * g.factor)
+        """The network's output (height, width) for an h×w frame (a live stream may change size)."""
+        if (w, h) == g.in_size:
+            return g.net_size[1], g.net_size[0]
+        if g.factor is not None:
+            return h * g.factor, w * g.factor
+        sx, sy = g.scale
+        return max(1, round(h * sy)), max(1, round(w * sx))
 
     if plan.colour_on == "device":
         infer: Stage = DeviceInferStage(

@@ -39,13 +39,23 @@ def parse_bytes(text: str | float) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def network_bytes_per_pixel(variant: ModelVariant) -> float:
+def network_bytes_per_pixel(variant: ModelVariant, scale: tuple[float, float] | None = None) -> float:
     """Working memory of ``variant`` per LR pixel of a one-frame batch in float32: the largest
     operation's inputs plus outputs (measured at two sizes on the meta device, the difference
-    divided by the pixels between them, so the weights drop out), times a safety factor."""
+    divided by the pixels between them, so the weights drop out), times a safety factor.
+
+    Args:
+        variant: the network.
+        scale: (x, y) output per input pixel, for a network that takes any scale (its decoder
+            works per output pixel); fixed-factor networks know their own. Measured decoding the
+            whole frame at once, as an exported graph does (PyTorch decodes in bands: less).
+    """
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
+
+    from ..models import implicit
+    from ..models.inputs import Grid
 
     class Peak(TorchDispatchMode):
         def __init__(self):
@@ -59,12 +69,18 @@ def network_bytes_per_pixel(variant: ModelVariant) -> float:
             return out
 
     net = variant.build(pretrained=False).to("meta")
+    sx, sy = scale or (variant.factor or 1, variant.factor or 1)
     peaks = []
-    for side in (32, 64):
-        inputs = [torch.empty(1, i.channels, side, side, device="meta") for i in variant.inputs]
-        with torch.inference_mode(), Peak() as mode:
-            net(*inputs)
-        peaks.append(mode.peak)
+    chunk, implicit.QUERY_CHUNK = implicit.QUERY_CHUNK, 1 << 62
+    try:
+        for side in (32, 64):
+            grid = Grid(1, (side, side), (max(1, round(side * sy)), max(1, round(side * sx))))
+            inputs = [torch.empty(1, i.channels, *grid.of(i), device="meta") for i in variant.inputs]
+            with torch.inference_mode(), Peak() as mode:
+                net(*inputs)
+            peaks.append(mode.peak)
+    finally:
+        implicit.QUERY_CHUNK = chunk
     return max(peaks[1] - peaks[0], 0) / (64 * 64 - 32 * 32) * _NETWORK_SAFETY
 
 
@@ -81,7 +97,7 @@ class MemoryNeed:
 
 
 def run_memory(variant: ModelVariant, lr_size: tuple[int, int], out_size: tuple[int, int], *, batch: int,
-               queue_size: int, tile: int | None, overlap: int, precision: str) -> MemoryNeed:
+               queue_size: int, tile: int | None, overlap: int, precision: str, banded: bool = False) -> MemoryNeed:
     """What a run of ``variant`` on frames of ``lr_size`` needs.
 
     Args:
@@ -90,11 +106,26 @@ def run_memory(variant: ModelVariant, lr_size: tuple[int, int], out_size: tuple[
         queue_size: bound of each of the four queues between stages.
         tile, overlap: the network sees tiles of at most ``tile`` + its overlap a side (None: whole frames).
         precision: "fp16" halves the network's working memory.
+        banded: the backend decodes an any-scale model's output a band of rows at a time
+            (:attr:`~streamsr.backends.base.Capabilities.banded`): its decoder's share counts
+            :data:`~streamsr.models.implicit.QUERY_CHUNK` output pixels, not the frame's.
     """
     w, h = lr_size
     seen = (min(w, tile + 2 * overlap), min(h, tile + 2 * overlap)) if tile else (w, h)
-    per_px = network_bytes_per_pixel(variant) * (0.5 if precision == "fp16" else 1.0)
-    network = per_px * seen[0] * seen[1] * batch
+    half = 0.5 if precision == "fp16" else 1.0
+    pixels = seen[0] * seen[1] * batch
+    if variant.factor is not None:
+        network = network_bytes_per_pixel(variant) * half * pixels
+    else:
+        sx, sy = round(out_size[0] / w, 2), round(out_size[1] / h, 2)
+        per_px = network_bytes_per_pixel(variant, (sx, sy)) * half
+        if banded:  # the encoder's share per LR pixel (measured at x1), and one band of the decoder
+            from ..models.implicit import QUERY_CHUNK
+
+            at_one = network_bytes_per_pixel(variant, (1.0, 1.0)) * half
+            network = at_one * pixels + per_px * min(pixels, QUERY_CHUNK / (sx * sy))
+        else:
+            network = per_px * pixels
     frames = queue_size + batch  # each queue's frames, and the batch being gathered
     queues = frames * (_QUEUED_LR * w * h + _QUEUED_OUT * out_size[0] * out_size[1])
     return MemoryNeed(network, queues)

@@ -25,12 +25,13 @@ from ..io.sink import SinkConfig
 from ..machine import Machine
 from ..models.geometry import Geometry, resolve_geometry
 from ..models.inputs import needs_noise
-from ..models.registry import ModelSpec, ModelVariant, get_model
+from ..models.registry import AUTO, ModelSpec, ModelVariant, get_model, pick_model
 from ..urls import is_hls, is_live_input
 from .memory import MemoryNeed, parse_bytes, run_memory
 from .stages import Telling
 
-__all__ = ["LIVE_QUEUE", "RunPlan", "SourcePlan", "check_options", "known_variant", "plan_run", "plan_source", "plan_variant"]
+__all__ = ["LIVE_QUEUE", "RunPlan", "SourcePlan", "check_options", "known_variant", "plan_run", "plan_source",
+           "plan_variant", "resolve_model"]
 
 #: live mode's queue bound: a slow stage makes the oldest frames drop instead of wait
 LIVE_QUEUE = 2
@@ -113,8 +114,17 @@ class RunPlan:
         return self.spec.variant(self.geometry.factor, self.geometry.part)
 
 
+def resolve_model(config: RunConfig, width: int, height: int) -> RunConfig:
+    """``config`` with ``--model auto`` replaced by the model it picks for ``width``×``height``
+    frames (:func:`~streamsr.models.registry.pick_model`); any other config as it is."""
+    if config.model != AUTO:
+        return config
+    return dataclasses.replace(config, model=pick_model(config.request, width, height))
+
+
 def plan_variant(config: RunConfig, info: VideoInfo) -> ModelVariant:
     """The network a run of ``config`` on ``info``'s frames needs (to load it before planning)."""
+    config = resolve_model(config, info.width, info.height)
     spec = get_model(config.model)
     geometry = resolve_geometry(spec, config.request, info.width, info.height)
     return spec.variant(geometry.factor, geometry.part)
@@ -123,6 +133,8 @@ def plan_variant(config: RunConfig, info: VideoInfo) -> ModelVariant:
 def known_variant(config: RunConfig) -> ModelVariant | None:
     """The network a run needs when that does not depend on the input's size (a scale, not a
     target size, or a continuous model); None otherwise."""
+    if config.model == AUTO:
+        return None
     spec = get_model(config.model)
     if not spec.scales:
         return spec.variant(None, config.part)
@@ -179,10 +191,11 @@ def _check_paths(src_name: str | None, dst) -> None:
 def check_options(config: RunConfig, source: SourcePlan, destination) -> ModelSpec:
     """The checks that need no input stream (made before the input is opened, and again by
     :func:`plan_run`): the model exists and is told what it understands, the encoder exists, the
-    output is one streamsr can write and is not the input. Returns the model's spec."""
-    spec = get_model(config.model)
-    if not spec.conditioned and (config.noise is not None or config.blur is not None):
-        raise ConfigError(f"model {spec.name} is not told the degradation; --noise/--blur need a "
+    output is one streamsr can write and is not the input. Returns the model's spec (None for
+    ``--model auto``, which picks one when the input's size is known)."""
+    spec = get_model(config.model) if config.model != AUTO else None
+    if (spec is None or not spec.conditioned) and (config.noise is not None or config.blur is not None):
+        raise ConfigError(f"model {config.model} is not told the degradation; --noise/--blur need a "
                           f"degradation-aware model (udvd)")
     if config.sink.codec is not None:
         check_encoder(config.sink.codec)
@@ -208,18 +221,20 @@ _TILES = (1024, 768, 512, 384, 256, 192, 128, 96, 64)
 def _fit_memory(config: RunConfig, variant: ModelVariant, geometry: Geometry, queue_size: int, backend,
                 machine: Machine) -> tuple[int, int | None, MemoryNeed | None, tuple[str, ...]]:
     """The queue bound and tile that keep a run within its memory bound: shorter queues first,
-    then tiles (fixed-factor networks), else a one-line refusal. Returns (queue size, tile,
-    need, notices)."""
+    then tiles, else a one-line refusal. A remote backend's network runs on its server: only the
+    queues count here (and tiles would not shrink them). Returns (queue size, tile, need, notices)."""
     on_cuda = backend.capabilities.on_cuda
+    remote = backend.capabilities.location == "remote"
     host = parse_bytes(config.max_memory) if config.max_memory is not None else (
         machine.memory // 2 if machine.memory else None)
     device = host if config.max_memory is not None or not on_cuda else (
         machine.cuda_memory // 2 if machine.cuda_memory else None)
 
     def need(q: int, tile: int | None) -> MemoryNeed:
-        return run_memory(variant, geometry.in_size, geometry.net_size, batch=config.batch_size, queue_size=q,
-                          tile=tile, overlap=config.tile_overlap, precision=config.precision or
-                          ("fp16" if on_cuda else "fp32"))
+        n = run_memory(variant, geometry.in_size, geometry.net_size, batch=config.batch_size, queue_size=q,
+                       tile=tile, overlap=config.tile_overlap, precision=config.precision or
+                       ("fp16" if on_cuda else "fp32"), banded=backend.capabilities.banded)
+        return dataclasses.replace(n, network=0.0) if remote else n
 
     def fits(n: MemoryNeed) -> bool:
         if on_cuda:
@@ -239,13 +254,16 @@ def _fit_memory(config: RunConfig, variant: ModelVariant, geometry: Geometry, qu
         if fits(need(q, tile)):
             notices.append(f"{size} frames: queues shortened to {q} frame(s) to stay within {budget}")
             return q, tile, need(q, tile), tuple(notices)
-    if tile is None and variant.factor is not None:
+    if tile is None and not variant.shrinks and not remote:
         for side in _TILES:
             if side > 2 * config.tile_overlap and side < max(geometry.in_size) and fits(need(1, side)):
                 notices.append(f"{size} frames would need about {gib(first.total)} for {variant.name} "
                                f"({budget}): running it on {side}-pixel tiles, one frame queued between stages")
                 return 1, side, need(1, side), tuple(notices)
-    smallest = need(1, _TILES[-1] if variant.factor is not None else tile)
+    smallest = need(1, tile or _TILES[-1])
+    if remote:  # the frames alone: the network is the server's
+        raise ConfigError(f"{size} frames need about {gib(smallest.total)} here with one frame queued between "
+                          f"stages ({budget}); raise --max-memory, or use a smaller input")
     raise ConfigError(f"{size} frames need about {gib(smallest.total)} for {variant.name} even tiled "
                       f"({budget}); raise --max-memory, or use a smaller input or a lighter model")
 
@@ -265,6 +283,7 @@ def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan
     Raises:
         StreamSRError subclasses: an option that does not fit the model, the output or the input.
     """
+    config = resolve_model(config, info.width, info.height)
     spec = check_options(config, source, destination)
     geometry = resolve_geometry(spec, config.request, info.width, info.height)
     sink = _sink_config(dataclasses.replace(config.sink, codec=_encoder(config, destination)), source.realtime, info)

@@ -59,7 +59,12 @@ class TrainConfig:
     """One training run.
 
     Args:
-        model, scale: registry name and factor; model_kwargs picks a variant (the paper size).
+        model, scale: registry name and factor (None for a model that takes any scale);
+            model_kwargs picks a variant (the paper size).
+        scale_range: a model that takes any scale trains on a factor drawn per batch from this
+            range (default [1, 4], the papers' s ~ U(1, 4)).
+        val_scales: the factors validation reports (default: ``scale``; [2, 3, 4] for a model
+            that takes any scale).
         train_dir, val_dir: image folders (DIV2K-style folders work as they are).
         out_dir: checkpoints and final weights.
         ship: also write the final weights into the package (streamsr/models/weights) when running
@@ -69,6 +74,9 @@ class TrainConfig:
         lr_patch, batch: LR patch side and batch size.
         loss: "l1", "mse" or "gan".
         lr: Adam learning rate (cosine schedule to 1e-6 over the run).
+        grad_clip: clip the gradient's norm to this (None: no clipping; IRN's recipe uses 10).
+        loss_options: keyword arguments of the model's own loss (IRN: ``codec``, ``crf`` for
+            compression-aware training; ``weights``).
         iterations: upper bound of steps.
         minutes: wall-clock budget (None: iterations only); the schedule follows whichever is set.
         val_every, checkpoint_every: steps between validations / checkpoints.
@@ -76,7 +84,9 @@ class TrainConfig:
     """
 
     model: str
-    scale: int
+    scale: int | None = None
+    scale_range: tuple[float, float] = (1.0, 4.0)
+    val_scales: tuple[float, ...] = ()
     model_kwargs: dict = field(default_factory=dict)
     train_dir: str = "data/train"
     val_dir: str = "data/val"
@@ -87,6 +97,8 @@ class TrainConfig:
     batch: int = 16
     loss: str = "l1"
     lr: float = 1e-3
+    grad_clip: float | None = None
+    loss_options: dict = field(default_factory=dict)
     iterations: int = 100_000
     minutes: float | None = None
     val_every: int = 2000
@@ -98,6 +110,13 @@ class TrainConfig:
     gan: GanConfig = field(default_factory=GanConfig)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
+        lo, hi = self.scale_range
+        if not 1.0 <= lo <= hi:
+            raise ConfigError(f"scale_range wants [low, high] with 1 <= low <= high, got {list(self.scale_range)}")
+        if not self.val_scales:
+            object.__setattr__(self, "val_scales", (self.scale,) if self.scale is not None else (2, 3, 4))
+        object.__setattr__(self, "val_scales", tuple(self.val_scales))
         if self.loss not in ("l1", "mse", "gan"):
             raise ConfigError(f"loss must be l1, mse or gan, got {self.loss!r}")
         if self.loss == "gan" and self.init:

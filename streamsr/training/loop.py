@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..degradation import Degradation
-from ..evaluate import ModuleBackend, Upscaler, score_items
+from ..evaluate import ModuleBackend, Upscaler, iter_items, score_items, score_round_trip
+from ..models.geometry import Parts
 from ..models.inputs import InputAssembler
 from ..models.registry import count_parameters, get_model, load_weights
 from .config import TrainConfig
@@ -102,15 +103,25 @@ def _load_checkpoint(path: Path, nets: dict, opts: dict) -> tuple[int, float]:
 
 def validate(model, spec, cfg: TrainConfig) -> dict:
     """Mean Y-PSNR of the model and bicubic on the validation folder (clean; and degraded with
-    :data:`VAL_DEGRADATION` for degradation-aware models)."""
+    :data:`VAL_DEGRADATION` for degradation-aware models), at each of ``cfg.val_scales`` (keys
+    ``psnr_clean_x3`` etc. when there are several). A down/up pair (IRN): the round trip (``psnr``),
+    bicubic down and up (``psnr_bicubic``) and its LR against the bicubic LR (``psnr_lr``)."""
     model.eval()
     out = {}
+    if isinstance(spec.geometry, Parts):  # a down/up pair: the round trip against bicubic down and up
+        down, up = (Upscaler(ModuleBackend(getattr(model, p), spec.variant(cfg.scale, p))) for p in ("down", "up"))
+        scores = [score_round_trip(down, up, hr, cfg.scale, name) for name, hr in iter_items(cfg.val_dir)]
+        model.train()
+        return {k: round(float(np.mean([getattr(s, k) for s in scores])), 3)
+                for k in ("psnr", "psnr_bicubic", "psnr_lr")}
     settings = [("clean", None)] + ([("degraded", VAL_DEGRADATION)] if spec.conditioned else [])
-    for label, deg in settings:
-        up = Upscaler(ModuleBackend(model, spec.variant(cfg.scale)), deg or Degradation())
-        scores = score_items(up, cfg.val_dir, cfg.scale, deg)
-        out[f"psnr_{label}"] = round(float(np.mean([s.psnr for s in scores])), 3)
-        out[f"psnr_{label}_bicubic"] = round(float(np.mean([s.psnr_bicubic for s in scores])), 3)
+    for scale in cfg.val_scales:
+        tag = "" if len(cfg.val_scales) == 1 else f"_x{scale:g}"
+        for label, deg in settings:
+            up = Upscaler(ModuleBackend(model, spec.variant(cfg.scale)), deg or Degradation())
+            scores = score_items(up, cfg.val_dir, scale, deg)
+            out[f"psnr_{label}{tag}"] = round(float(np.mean([s.psnr for s in scores])), 3)
+            out[f"psnr_{label}{tag}_bicubic"] = round(float(np.mean([s.psnr_bicubic for s in scores])), 3)
     model.train()
     return out
 
@@ -131,13 +142,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)
     spec = get_model(cfg.model, cfg.scale)
+    if spec.scales and cfg.scale is None:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"model {spec.name} has one network per factor: set scale = "
+                          f"{' | '.join(map(str, spec.scales))} in the training config")
+    if cfg.loss_options and spec.train_loss is None:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"loss_options are for a model's own loss; {spec.name} trains with loss = {cfg.loss!r}")
     model = spec.factory(cfg.scale, **cfg.model_kwargs).to(device).train()
     init = cfg.gan.init if cfg.loss == "gan" else cfg.init
     init_recipe = None
     if init:
         load_weights(model, init)
         init_recipe = _stored_recipe(init)
-    sampler = PatchSampler(cfg.train_dir, cfg.scale, cfg.lr_patch, cfg.degradation, seed=cfg.seed)
+    sampler = PatchSampler(cfg.train_dir, cfg.scale if spec.scales else cfg.scale_range, cfg.lr_patch,
+                           cfg.degradation, seed=cfg.seed)
     inputs = InputAssembler(spec.inputs)
     pixel_loss = F.l1_loss if cfg.loss == "l1" else F.mse_loss
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -176,16 +197,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
                 g["lr"] = 1e-6 + 0.5 * (base - 1e-6) * (1 + math.cos(math.pi * progress()))
         lr, hr, conds = sampler.batch(cfg.batch)
         lr, hr = lr.to(device), hr.to(device)
-        extra = inputs.arrays(conds, lr.shape[2], lr.shape[3])
+        extra = inputs.arrays(conds, lr.shape[2], lr.shape[3], out=(hr.shape[2], hr.shape[3]))
         args = [lr] + [torch.from_numpy(extra[i.name]).to(device) for i in inputs.inputs]
         if cfg.loss == "gan":
             loss = _gan_step(model, disc, content, opts["d"], args, hr, cfg)
         elif spec.train_loss is not None:  # the model's own (UDVD: every dynamic module supervised)
-            loss = spec.train_loss(model, args, hr)
+            loss = spec.train_loss(model, args, hr, **cfg.loss_options)
         else:
             loss = pixel_loss(model(*args), hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
@@ -201,9 +224,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
     model = model.cpu().eval()
     result = TrainResult(step=step, wall_seconds=round(wall), **validate(model, spec, cfg))
     recipe = {
-        "model": cfg.model, "scale": cfg.scale, "model_kwargs": cfg.model_kwargs, "iterations": step,
-        "batch": cfg.batch, "lr_patch": cfg.lr_patch, "loss": cfg.loss, "optimizer": f"adam lr {cfg.lr} cosine to 1e-6",
-        "augment": "rot90 + hflip", "seed": cfg.seed, "degradation": asdict(cfg.degradation),
+        "model": cfg.model, "scale": cfg.scale, **({} if spec.scales else {"scale_range": list(cfg.scale_range)}),
+        "model_kwargs": cfg.model_kwargs, "iterations": step,
+        "batch": cfg.batch, "lr_patch": cfg.lr_patch,
+        "loss": cfg.loss if cfg.loss == "gan" or spec.train_loss is None else f"{spec.train_loss.__name__} (the model's own)",
+        "optimizer": f"adam lr {cfg.lr} cosine to 1e-6"
+                     + (f", gradient norm clipped to {cfg.grad_clip:g}" if cfg.grad_clip else ""),
+        "loss_options": cfg.loss_options, "augment": "rot90 + hflip", "seed": cfg.seed, "degradation": asdict(cfg.degradation),
         "gan": asdict(cfg.gan) if cfg.loss == "gan" else None, "train_data": cfg.train_dir,
         "val_data": cfg.val_dir, "init": init, "init_recipe": init_recipe, "wall_seconds": round(wall), "parameters": count_parameters(model),
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
