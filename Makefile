@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	# CPU build of torch first, so the project's torch range never pulls a multi-GB CUDA build
 	$(PY) -m pip install -q $(TORCH_PIP_ARGS) torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	# the real tritonserver of tests/test_triton.py (its numpy<2 pin is not needed by the server)
+	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
 setup: $(VENV)/.installed

@@ -15,12 +15,15 @@ import dataclasses
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..models.registry import ModelVariant
+
+if TYPE_CHECKING:
+    from ..pipeline.stats import RemoteStats
 
 __all__ = [
     "PREFERENCE",
@@ -100,11 +103,17 @@ class Backend(Protocol):
 
 
 class BackendBase:
-    """Shared behaviour: no device tensors unless a backend says otherwise."""
+    """Shared behaviour: no device tensors unless a backend says otherwise.
+
+    Attributes:
+        remote_stats: a remote backend's requests and its server's counters (a run's stats and
+            its job's snapshots read them from the backend it runs on); None for a local one.
+    """
 
     name: ClassVar[str] = "?"
     variant: ModelVariant
     capabilities: Capabilities = Capabilities()
+    remote_stats: RemoteStats | None = None
 
     def infer_tensor(self, x, extra: dict | None = None):
         raise ConfigError(f"the {self.name} backend works on host arrays, not device tensors")
@@ -115,7 +124,7 @@ class BackendBase:
 
 class WrappedBackend(BackendBase):
     """A backend around another one (tiling, the multi-camera hub's client): forwards its name,
-    variant and capabilities, so callers see what the inner backend can do.
+    variant, capabilities and remote stats, so callers see what the inner backend can do.
 
     Args:
         inner: the wrapped backend.
@@ -135,6 +144,10 @@ class WrappedBackend(BackendBase):
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         return self.inner.capabilities
+
+    @property
+    def remote_stats(self) -> RemoteStats | None:  # type: ignore[override]
+        return self.inner.remote_stats
 
     def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         return self.inner.infer(batch, extra)

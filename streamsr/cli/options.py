@@ -55,6 +55,17 @@ inference_options = _stack(
                       "tensorrt.max_batch=8 (repeatable; TOML: [backend_options.torch]). Unknown keys are refused."),
     click.option("--compile", "compile_", is_flag=True, default=None,
                  help="PyTorch backend: torch.compile the network (same as --backend-option torch.compile=true)."),
+    click.option("--triton-url", default=None, metavar="HOST:PORT",
+                 help="Run the network on a Triton Inference Server (gRPC, e.g. gpubox:8001); implies --backend "
+                      "triton. More: --backend-option triton.protocol=http, triton.max_in_flight=8."),
+    click.option("--triton-model", default=None, metavar="NAME",
+                 help="The model's name on the Triton server (default: the network's, e.g. udvd_x2)."),
+    click.option("--triton-shm", type=click.Choice(["auto", "system", "cuda", "off"]), default=None,
+                 help="Frames to a Triton server on this machine through shared memory (default auto: system "
+                      "shared memory when the server is local; cuda needs a GPU on both ends)."),
+    click.option("--triton-timeout", type=float, default=None, metavar="SECONDS",
+                 help="How long frames wait for an absent Triton server, retries included, before the run fails "
+                      "(default 60; live inputs drop the frames arriving meanwhile)."),
 )
 
 degradation_options = _stack(
@@ -84,7 +95,11 @@ def parse_noise(text: str | None) -> float | None:
         raise click.BadParameter(f"expected a number or auto, got {text!r}", param_hint="--noise") from None
 
 
-def _backend_options(pairs: tuple[str, ...], compile_: bool | None, base: dict) -> dict:
+#: convenience options of the Triton backend -> its config's fields
+_TRITON = {"triton_url": "url", "triton_model": "model", "triton_shm": "shm", "triton_timeout": "timeout"}
+
+
+def _backend_options(pairs: tuple[str, ...], compile_: bool | None, base: dict, triton: dict | None = None) -> dict:
     out = {name: dict(opts) for name, opts in base.items()}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -94,6 +109,8 @@ def _backend_options(pairs: tuple[str, ...], compile_: bool | None, base: dict) 
         out.setdefault(backend, {})[option] = value
     if compile_:
         out.setdefault("torch", {})["compile"] = True
+    if triton:
+        out.setdefault("triton", {}).update(triton)
     return out
 
 
@@ -104,17 +121,23 @@ def build_config(preset_name: str | None, options: dict, defaults: dict | None =
     Args:
         preset_name: ``--for``'s value.
         options: the command's options (unset ones are None and dropped); ``noise`` in
-            ``--noise``'s grammar, ``backend_option``/``compile_`` as the CLI gives them.
+            ``--noise``'s grammar, ``backend_option``/``compile_``/``triton_*`` as the CLI gives them
+            (``--triton-*`` become the triton backend's options, and imply ``--backend triton``).
         defaults: further defaults below the command line.
     """
     flat = {**(load_preset(preset_name) if preset_name else {}), **(defaults or {})}
     options = dict(options)
     pairs, compile_ = options.pop("backend_option", ()) or (), options.pop("compile_", None)
+    triton = {field: options.pop(key) for key, field in _TRITON.items() if options.get(key) is not None}
+    for key in _TRITON:
+        options.pop(key, None)
+    if triton and options.get("backend") is None:
+        options["backend"] = "triton"  # --triton-url says where the network runs
     if "noise" in options:
         options["noise"] = parse_noise(options["noise"])
     flat.update({k: v for k, v in options.items() if v is not None})
-    if pairs or compile_:
-        flat["backend_options"] = _backend_options(tuple(pairs), compile_, flat.get("backend_options", {}))
+    if pairs or compile_ or triton:
+        flat["backend_options"] = _backend_options(tuple(pairs), compile_, flat.get("backend_options", {}), triton)
     if flat.get("backend_options"):
         from ..backends.base import coerce_backend_options
 

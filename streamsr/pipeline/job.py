@@ -57,6 +57,7 @@ class JobSnapshot:
         elapsed: seconds since the job started.
         latency: capture-to-encode latency summary (see :class:`LatencyStats`).
         error: why it failed (state "failed").
+        remote: the stats of the remote inference the job uses (``RemoteStats.summary``), if any.
     """
 
     name: str
@@ -70,6 +71,7 @@ class JobSnapshot:
     elapsed: float
     latency: dict
     error: str | None = None
+    remote: tuple[dict, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -100,6 +102,7 @@ class RunHandle:
         self._runner: Runner | None = None
         self._source = None
         self._stop = threading.Event()
+        self.remote_stats = None  # the RemoteStats of the backend the run infers on (set by the run)
 
     def stop(self) -> None:
         """End the run gracefully: stop reading, drain what was read, finalize the output."""
@@ -117,7 +120,8 @@ class RunHandle:
             frames_out=self.frames_out, dropped=sum(s.dropped for s in runner.stats) if runner else 0,
             reconnects=getattr(source, "reconnects", 0), connect_failures=getattr(source, "connect_failures", 0),
             total=self.total,
-            elapsed=time.monotonic() - self.started, latency=self.latency.summary(), error=self.error)
+            elapsed=time.monotonic() - self.started, latency=self.latency.summary(), error=self.error,
+            remote=(self.remote_stats.summary(),) if self.remote_stats is not None else ())
 
 
 def build_stages(plan: RunPlan, backend, sink: Sink, *, latency: LatencyStats | None = None,
@@ -338,6 +342,7 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
     try:
         if backend.variant != variant:
             raise ConfigError(f"the loaded network is {backend.variant.name}, this run needs {variant.name}")
+        handle.remote_stats = backend.remote_stats
         plan = plan_run(config, source.info, dst, source_plan, backend, machine)
         for notice in plan.notices:
             log.warning("%s", notice)
@@ -384,6 +389,7 @@ def _stats(plan: RunPlan, source, sink: Sink, runner: Runner, backend, handle: R
         corrupt_frames=source.corrupt_frames, interrupted=interrupted,
         notices=list(source.notices) + list(sink.notices),
         realtime=plan.source.realtime, reconnects=getattr(source, "reconnects", 0), latency=handle.latency.summary(),
+        remote=[backend.remote_stats.summary(fresh=True)] if backend.remote_stats is not None else [],
         extra={"model": plan.spec.name, "scale": plan.geometry.factor or round(max(plan.geometry.scale), 4),
                "geometry": plan.geometry.label, "backend": backend.name,
                "input": {"name": source.name, "width": info.width, "height": info.height,

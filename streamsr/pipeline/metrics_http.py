@@ -23,24 +23,67 @@ _METRICS = [
 ]
 
 
-def _label(value: str) -> str:
+def label(value: str) -> str:
+    """A Prometheus label value, escaped."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def render_metrics(snapshots: list) -> str:
-    """Prometheus text for a list of :class:`~streamsr.pipeline.job.JobSnapshot`."""
+    """Prometheus text for a list of :class:`~streamsr.pipeline.job.JobSnapshot`: per camera, and
+    per remote inference server and model the jobs use (their snapshots' ``remote``).
+
+    Args:
+        snapshots: the jobs' snapshots.
+    """
     lines = []
     for name, kind, help_text, get in _METRICS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f'{name}{{camera="{_label(s.name)}"}} {get(s)}' for s in snapshots]
+        lines += [f'{name}{{camera="{label(s.name)}"}} {get(s)}' for s in snapshots]
     lines += ["# HELP streamsr_latency_seconds Capture-to-encode latency over recent frames.",
               "# TYPE streamsr_latency_seconds gauge"]
     for s in snapshots:
         for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
             if s.latency[key] is not None:
-                lines.append(f'streamsr_latency_seconds{{camera="{_label(s.name)}",quantile="{q}"}} '
+                lines.append(f'streamsr_latency_seconds{{camera="{label(s.name)}",quantile="{q}"}} '
                              f"{s.latency[key] / 1000:.4f}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _remote_lines(_remotes(snapshots))) + "\n"
+
+
+def _remotes(snapshots: list) -> list[dict]:
+    """The remote backends the jobs use, each once: the cameras of a hub share one backend, so their
+    snapshots carry the same client's stats (the latest view, the one with the most requests, is kept)."""
+    seen: dict[tuple[str, str], dict] = {}
+    for s in snapshots:
+        for r in s.remote:
+            key = (r["url"], r["model"])
+            if key not in seen or r["requests"] >= seen[key]["requests"]:
+                seen[key] = r
+    return list(seen.values())
+
+
+def _remote_lines(remotes: list[dict]) -> list[str]:
+    """Remote inference (Triton): requests, failures, request latency and the server's queue time."""
+    if not remotes:
+        return []
+    metrics = [("streamsr_remote_requests_total", "counter", "Inference requests answered by the server.",
+                lambda r: r["requests"]),
+               ("streamsr_remote_failures_total", "counter", "Inference requests that failed and were sent again.",
+                lambda r: r["failures"]),
+               ("streamsr_remote_server_queue_seconds", "gauge", "Mean time a request waited in the server's queue.",
+                lambda r: None if r["server"].get("queue_ms") is None else r["server"]["queue_ms"] / 1000)]
+    lines = []
+    for name, kind, help_text, get in metrics:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{url="{label(r["url"])}",model="{label(r["model"])}"}} {get(r)}'
+                  for r in remotes if get(r) is not None]
+    lines += ["# HELP streamsr_remote_request_seconds Request round-trip time over recent requests.",
+              "# TYPE streamsr_remote_request_seconds gauge"]
+    for r in remotes:
+        for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
+            if r["request_latency"][key] is not None:
+                lines.append(f'streamsr_remote_request_seconds{{url="{label(r["url"])}",model="{label(r["model"])}",'
+                             f'quantile="{q}"}} {r["request_latency"][key] / 1000:.4f}')
+    return lines
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -59,23 +102,52 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", number
 
 
-class MetricsServer:
+class BackgroundServer:
+    """An HTTP server on a daemon thread, started and stopped as a context manager.
+
+    Args:
+        server: the bound server.
+        name: the thread's name.
+    """
+
+    def __init__(self, server: ThreadingHTTPServer, name: str):
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class MetricsServer(BackgroundServer):
     """Serves ``/metrics`` on a daemon thread; a context manager.
 
     Args:
         host, port: where to listen (port 0 picks a free one; see :attr:`port`).
         handles: callable returning the run handles to report (their snapshots are rendered).
+        render: instead of ``handles``, a callable returning the whole Prometheus text.
+        name: the thread's name.
+
+    Raises:
+        ConfigError: the port cannot be bound.
     """
 
-    def __init__(self, host: str, port: int, handles: Callable[[], list]):
-        get = handles
+    def __init__(self, host: str, port: int, handles: Callable[[], list] | None = None, *,
+                 render: Callable[[], str] | None = None, name: str = "streamsr-metrics"):
+        text = render or (lambda: render_metrics([h.snapshot() for h in handles()]))
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return
-                body = render_metrics([h.snapshot() for h in get()]).encode()
+                body = text().encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
@@ -86,17 +158,7 @@ class MetricsServer:
                 return
 
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            server = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="streamsr-metrics", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(server, name)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LatencyStats", "RunStats", "StageStats", "too_slow_notice"]
+__all__ = ["LatencyStats", "RemoteStats", "RunStats", "StageStats", "too_slow_notice"]
 
 #: a live run is said to be too slow when its network sustains less than this share of the input rate
 TOO_SLOW = 0.8
@@ -61,6 +63,99 @@ class LatencyStats:
         p50, p95 = np.percentile(values, [50, 95])
         return {"p50_ms": round(p50 * 1000, 1), "p95_ms": round(p95 * 1000, 1),
                 "max_ms": round(self.max * 1000, 1), "frames": self.count}
+
+
+class RemoteStats:
+    """Requests of one remote inference backend (a Triton client), owned by it
+    (:attr:`~streamsr.backends.base.BackendBase.remote_stats`; the cameras of a hub share their
+    backend's): counts, per-request latency, and the server's own view of the model.
+
+    Args:
+        url: the server.
+        model: the model's name there.
+        server: ``server() -> dict`` of the server's counters for the model since the client
+            started (executions, queue time...); polled in the background at most once a second,
+            failures ignored.
+    """
+
+    def __init__(self, url: str, model: str, server: Callable[[], dict] | None = None):
+        self.url, self.model = url, model
+        self.latency = LatencyStats()
+        self.requests = self.failures = self.retried_frames = 0
+        self.closed = False
+        self._server, self._view, self._polled = server, {}, 0.0
+        self._poller: threading.Thread | None = None
+        self._lock, self._polling = threading.Lock(), threading.Lock()
+
+    def add_request(self, seconds: float) -> None:
+        """Record one answered request."""
+        self.latency.add(seconds)
+        with self._lock:
+            self.requests += 1
+
+    def add_failure(self, frames: int) -> None:
+        """Record a failed request whose ``frames`` are sent again."""
+        with self._lock:
+            self.failures += 1
+            self.retried_frames += frames
+
+    def _poll(self) -> None:
+        with self._polling:  # one poll at a time (the server callable keeps the backend's counters)
+            try:
+                view = self._server()
+            except Exception:  # noqa: BLE001 -- a server away keeps its last view
+                view = None
+        with self._lock:
+            self._view = self._view if view is None else view
+            self._polled = time.monotonic()
+
+    def _poll_in_background(self) -> None:
+        try:
+            self._poll()
+        finally:
+            with self._lock:
+                self._poller = None
+
+    def server_view(self, fresh: bool = False) -> dict:
+        """The server's counters as last polled. Never waits for the server unless ``fresh``: a
+        view over a second old starts a poll in the background (the progress line and /metrics
+        read it from the encoder's and the HTTP server's threads).
+
+        Args:
+            fresh: poll now and wait for the answer (a run's final stats).
+        """
+        if self._server is None:
+            return {}
+        with self._lock:
+            due = self._poller is None and time.monotonic() - self._polled >= 1.0
+            if self.closed or not (fresh or due):
+                return self._view
+            if not fresh:
+                self._poller = threading.Thread(target=self._poll_in_background, name="streamsr-remote-stats",
+                                                daemon=True)
+                self._poller.start()
+                return self._view
+        self._poll()
+        return self._view
+
+    def close(self) -> None:
+        """The backend is closing: poll the server a last time; the view stays as it is then."""
+        with self._lock:
+            self.closed, poller = True, self._poller
+        if poller is not None:
+            poller.join()
+        if self._server is not None:
+            self._poll()
+
+    def summary(self, fresh: bool = False) -> dict:
+        """JSON-ready view (latency in milliseconds).
+
+        Args:
+            fresh: see :meth:`server_view`.
+        """
+        return {"url": self.url, "model": self.model, "requests": self.requests, "failures": self.failures,
+                "retried_frames": self.retried_frames, "request_latency": self.latency.summary(),
+                "server": self.server_view(fresh)}
 
 
 @dataclass
@@ -116,6 +211,9 @@ class RunStats:
         corrupt_frames: frames FFmpeg flagged as corrupt.
         notices: remarks for the user.
         extra: anything else (model, backend, sizes).
+        remote: summaries of the remote inference the run used (:meth:`RemoteStats.summary` of
+            its backend's :attr:`~streamsr.backends.base.BackendBase.remote_stats`; empty for a
+            local backend).
     """
 
     frames_in: int
@@ -130,6 +228,7 @@ class RunStats:
     latency: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    remote: list[dict] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -159,5 +258,5 @@ class RunStats:
             "dropped": self.dropped, "realtime": self.realtime, "reconnects": self.reconnects,
             "latency": self.latency,
             "interrupted": self.interrupted, "stages": [s.as_dict() for s in self.stages],
-            "notices": self.notices, **self.extra,
+            "notices": self.notices, **({"remote": self.remote} if self.remote else {}), **self.extra,
         }
