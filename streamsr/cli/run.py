@@ -100,10 +100,12 @@ def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: graceful st
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds of video; for a live input a wall-clock bound on the whole run, "
                    "connecting included (exit 1 if no picture ever came).")
 @click.option("--metrics-port", default=None, help="Serve Prometheus metrics at http://HOST:PORT/metrics (PORT = localhost).")
+@click.option("--ui-port", default=None, metavar="[HOST:]PORT",
+              help="Serve a live dashboard of the cameras at http://HOST:PORT/ (PORT = localhost).")
 @click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Write per-stage timings and counts here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display, no summary.")
 def run(inputs, outputs, cameras_file, preset_name, quiet, stats_json, no_audio, max_frames, duration, metrics_port,
-        **options):
+        ui_port=None, **options):
     """Upscale INPUT (file, - for stdin, rtsp://..., /dev/video0) into OUTPUT.
 
     \b
@@ -146,7 +148,7 @@ def run(inputs, outputs, cameras_file, preset_name, quiet, stats_json, no_audio,
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        results = _run_all(cameras, config, progress, max_frames, duration, metrics_port)
+        results = _run_all(cameras, config, progress, max_frames, duration, metrics_port, ui_port, quiet)
     finally:
         signal.signal(signal.SIGTERM, previous)
         progress.close()
@@ -168,17 +170,23 @@ def run(inputs, outputs, cameras_file, preset_name, quiet, stats_json, no_audio,
         sys.exit(EXIT_INTERRUPTED)
 
 
-def _run_all(cameras, config, progress, max_frames, duration, metrics_port):
+def _run_all(cameras, config, progress, max_frames, duration, metrics_port, ui_port=None, quiet=False):
     """One camera runs on the calling thread (Ctrl-C stops it gracefully); several share a hub."""
     from ..pipeline.cameras import CameraResult, run_cameras
     from ..pipeline.job import RunHandle, upscale_video
     from ..pipeline.metrics_http import MetricsServer, parse_listen
 
     handles: list = []
-    server = contextlib.nullcontext()
-    if metrics_port:
-        server = MetricsServer(*parse_listen(metrics_port), handles=lambda: handles)
-    with server:
+    with contextlib.ExitStack() as servers:
+        if metrics_port:
+            servers.enter_context(MetricsServer(*parse_listen(metrics_port), handles=lambda: handles))
+        if ui_port:
+            from ..ui import dashboard_server
+            from ..ui import parse_listen as parse_ui
+
+            dashboard = servers.enter_context(dashboard_server(lambda: handles, *parse_ui(ui_port, "--ui-port")))
+            if not quiet:
+                click.echo(f"streamsr: dashboard at {dashboard.url}", err=True)
         if len(cameras) > 1:
             def started(hs):
                 handles.extend(hs)

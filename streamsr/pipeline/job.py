@@ -89,6 +89,11 @@ class RunHandle:
         frames_out: frames encoded so far (updated by the run's encoder thread).
         total: the input's frame count when known.
         latency: the run's :class:`LatencyStats`.
+        last_input: the latest decoded :class:`Frame` (its ``av.VideoFrame``), or None.
+        last_output: the latest :class:`Frame` given to the encoder (its ``av.VideoFrame`` in the
+            output's size, format and colour tags; ``noise``: the σ a degradation-aware model was
+            told), or None. Both are replaced by the run's threads, never changed in place: a
+            reader on another thread (the live dashboard) takes a reference and converts it itself.
     """
 
     def __init__(self, name: str):
@@ -99,6 +104,8 @@ class RunHandle:
         self.started = time.monotonic()
         self.state = "starting"
         self.error: str | None = None
+        self.last_input: Frame | None = None
+        self.last_output: Frame | None = None
         self._runner: Runner | None = None
         self._source = None
         self._stop = threading.Event()
@@ -215,6 +222,14 @@ def _bounded(items: Iterable, max_frames: int | None, duration: float | None,
             frames += 1
             if max_frames is not None and frames >= max_frames:
                 return
+
+
+def _noted(items: Iterator, handle: RunHandle) -> Iterator:
+    """``items``, keeping the latest frame on ``handle.last_input`` (for the live dashboard)."""
+    for item in items:
+        if isinstance(item, Frame):
+            handle.last_input = item
+        yield item
 
 
 def _open_source(plan: SourcePlan, src, config: RunConfig, stop: threading.Event):
@@ -353,7 +368,8 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
         with sink:
             watch = _SpeedWatch(plan, backend, source.info) if plan.source.realtime else None
 
-            def on_item(_item) -> None:
+            def on_item(item) -> None:
+                handle.last_output = item
                 handle.frames_out += 1
                 if watch is not None:
                     watch.check(runner)
@@ -362,7 +378,7 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
 
             tracker = NoiseTracker() if plan.estimate_noise else None
             stages = build_stages(plan, backend, sink, latency=handle.latency, tracker=tracker)
-            items = _bounded(source, stop_after, duration, pace=source_plan.pace, stop=stop)
+            items = _noted(_bounded(source, stop_after, duration, pace=source_plan.pace, stop=stop), handle)
             runner = Runner(items, stages, queue_size=plan.queue_size, on_item=on_item, live=source_plan.realtime,
                             stop_event=stop)
             handle._runner = runner
