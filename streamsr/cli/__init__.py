@@ -70,4 +70,4 @@ def main() -> None:
     _setup_logging()
 
 
-from . import bench, modelcmds, preview, run, train, triton  # noqa: F401  (register the commands)
+from . import bench, cluster, modelcmds, preview, run, train, triton  # noqa: F401  (register the commands)
