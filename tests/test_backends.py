@@ -113,3 +113,39 @@ def test_a_compile_failure_falls_back_to_eager(caplog):
     out = backend.infer(batch)
     assert not backend.compiled and "torch.compile failed (RuntimeError: no compiler here)" in caplog.text
     assert np.abs(out - create_backend("torch", spec.variant(2), device="cpu").infer(batch)).max() == 0
+
+
+_REPEATED_CALLS = """
+import re
+import numpy as np
+from streamsr.backends import load_backend
+from streamsr.config import RunConfig
+from streamsr.models import get_model
+from streamsr.models.inputs import InputAssembler, run_conditioning
+
+variant = get_model("udvd").variant(2)
+backend = load_backend(RunConfig(device="cpu", backend="onnxruntime", model="udvd", scale=2), variant)
+x = np.random.default_rng(0).random((1, 3, 240, 320), dtype=np.float32)
+extra = InputAssembler(variant.inputs).arrays([run_conditioning(1.0, 5.0)], 240, 320, (480, 640))
+def peak():  # this process's own peak RSS (ru_maxrss also counts the parent's, forked before exec)
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1))
+
+peaks = [peak()]
+for _ in range(3):
+    backend.infer(x, extra)
+    peaks.append(peak())
+print(*peaks)
+"""
+
+
+def test_onnxruntime_peak_memory_does_not_grow_after_the_first_frame():
+    """The run plan budgets one call's working memory: the second frame must not add to it (ONNX
+    Runtime's memory pattern did, by a third here and nearly double for LTE at 4K)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _REPEATED_CALLS], check=True, capture_output=True, text=True,
+                          timeout=300)
+    before, first, *later = (int(v) for v in done.stdout.split())
+    assert first > before and later[-1] - first < 0.05 * (first - before), (before, first, later)

@@ -47,6 +47,11 @@ class OnnxRuntimeBackend(BackendBase):
         if config.threads:
             opts.intra_op_num_threads = config.threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The memory pattern pre-plans every intermediate of a call in one block on top of the
+        # arena: from the second call on a frame then holds up to twice what the run plan budgets
+        # (LTE at 4K on tiles: 19 GB against 11). Without it the peak stays the first call's, at
+        # the same speed (BENCHMARKS.md).
+        opts.enable_mem_pattern = False
         self.session = ort.InferenceSession(data, opts, providers=_providers(config.device))
 
     @classmethod
