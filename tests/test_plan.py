@@ -365,5 +365,7 @@ def test_a_live_run_too_slow_for_its_input_is_said_with_numbers():
 
     said = too_slow_notice(0.3, 25.0, "udvd_x2 on torch (cpu)")
     assert "udvd_x2 on torch (cpu) runs at 0.3 fps here, the input at 25 fps: about 99% of the frames" in said
+    assert "a lighter model (espcn)" in said
+    assert "lighter model" not in too_slow_notice(9.0, 25.0, "espcn_x2 on onnxruntime (cpu)")  # already it
     assert too_slow_notice(24.0, 25.0, "espcn") is None  # keeps up (within the margin)
     assert too_slow_notice(None, 25.0, "x") is None and too_slow_notice(5.0, None, "x") is None

@@ -121,7 +121,7 @@ def one_process(urls: list[str], seconds: float, warmup: float, model: str, scal
             time.sleep(seconds)
             b, (cpu_b, rss), tb = sample(), _proc_cpu_rss(proc.pid), time.monotonic()
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # as Ctrl-C; SIGINT is ignored when started in the background
             proc.wait(timeout=120)
     return _row("one process", len(urls), a, b, tb - ta, cpu_b - cpu_a, rss, start_s, f"process RSS {rss:.0f} MiB")
 

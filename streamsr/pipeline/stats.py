@@ -29,8 +29,9 @@ def too_slow_notice(model_fps: float | None, input_fps: float | None, what: str)
     if not model_fps or not input_fps or model_fps >= TOO_SLOW * input_fps:
         return None
     drop = 1 - model_fps / input_fps
+    lighter = "" if what.startswith("espcn") else "a lighter model (espcn), "  # already the lightest
     return (f"{what} runs at {model_fps:.1f} fps here, the input at {input_fps:.3g} fps: about {drop:.0%} of "
-            f"the frames will be dropped to stay live; a lighter model (espcn), a smaller --scale, a GPU "
+            f"the frames will be dropped to stay live; {lighter}a smaller --scale, a GPU "
             f"or fewer cameras per machine would keep up")
 
 
