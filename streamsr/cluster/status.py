@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..pipeline.job import JobSnapshot
-from ..pipeline.metrics_http import MetricsServer, label, render_metrics
+from ..pipeline.metrics_http import MetricsServer, families, render_metrics
 from ..urls import mask_credentials
 from .connection import NAMESPACE
 from .placement import ACTOR_PREFIX
@@ -166,14 +166,9 @@ def render_cluster_metrics(statuses: list[CameraStatus]) -> str:
         statuses: the cameras.
     """
     text = render_metrics([c.snapshot for c in statuses if c.snapshot is not None])
-    lines = []
-    for name, kind, help_text, get in _CLUSTER_METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f'{name}{{camera="{label(c.camera)}"}} {get(c)}' for c in statuses]
-    lines += ["# HELP streamsr_cluster_camera_info The node a camera runs on and its state.",
-              "# TYPE streamsr_cluster_camera_info gauge"]
-    lines += [f'streamsr_cluster_camera_info{{camera="{label(c.camera)}",node="{label(c.node)}",'
-              f'state="{label(c.state)}"}} 1' for c in statuses]
+    lines = families(_CLUSTER_METRICS, statuses, lambda c: {"camera": c.camera})
+    lines += families([("streamsr_cluster_camera_info", "gauge", "The node a camera runs on and its state.",
+                        lambda c: 1)], statuses, lambda c: {"camera": c.camera, "node": c.node, "state": c.state})
     return text + "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ from typing import Self
 
 from ..errors import ConfigError
 
-__all__ = ["MetricsServer", "parse_listen", "render_metrics"]
+__all__ = ["MetricsServer", "families", "parse_listen", "quantiles", "render_metrics"]
 
 _METRICS = [
     ("streamsr_frames_in_total", "counter", "Frames decoded.", lambda s: s.frames_in),
@@ -28,6 +28,33 @@ def label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _labels(values: dict[str, str]) -> str:
+    return ",".join(f'{key}="{label(value)}"' for key, value in values.items())
+
+
+def families(metrics: list[tuple], rows: list, labels: Callable[[object], dict[str, str]]) -> list[str]:
+    """Prometheus families: for each ``(name, kind, help, get)`` of ``metrics`` its HELP and TYPE
+    lines and a sample per row of ``rows`` whose ``get(row)`` is not None, labelled ``labels(row)``."""
+    lines = []
+    for name, kind, help_text, get in metrics:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{{{_labels(labels(r))}}} {v}" for r in rows if (v := get(r)) is not None]
+    return lines
+
+
+def quantiles(name: str, help_text: str, rows: list, labels: Callable[[object], dict[str, str]],
+              latency: Callable[[object], dict]) -> list[str]:
+    """A gauge family of latency quantiles in seconds (p50, p95 and the maximum of each row's
+    ``latency(row)`` summary, in ms as :class:`~streamsr.pipeline.stats.LatencyStats` gives them)."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    for r in rows:
+        summary = latency(r)
+        for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
+            if summary[key] is not None:
+                lines.append(f"{name}{{{_labels({**labels(r), 'quantile': q})}}} {summary[key] / 1000:.4f}")
+    return lines
+
+
 def render_metrics(snapshots: list) -> str:
     """Prometheus text for a list of :class:`~streamsr.pipeline.job.JobSnapshot`: per camera, and
     per remote inference server and model the jobs use (their snapshots' ``remote``).
@@ -35,17 +62,10 @@ def render_metrics(snapshots: list) -> str:
     Args:
         snapshots: the jobs' snapshots.
     """
-    lines = []
-    for name, kind, help_text, get in _METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f'{name}{{camera="{label(s.name)}"}} {get(s)}' for s in snapshots]
-    lines += ["# HELP streamsr_latency_seconds Capture-to-encode latency over recent frames.",
-              "# TYPE streamsr_latency_seconds gauge"]
-    for s in snapshots:
-        for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
-            if s.latency[key] is not None:
-                lines.append(f'streamsr_latency_seconds{{camera="{label(s.name)}",quantile="{q}"}} '
-                             f"{s.latency[key] / 1000:.4f}")
+    camera = lambda s: {"camera": s.name}
+    lines = families(_METRICS, snapshots, camera)
+    lines += quantiles("streamsr_latency_seconds", "Capture-to-encode latency over recent frames.", snapshots,
+                       camera, lambda s: s.latency)
     return "\n".join(lines + _remote_lines(_remotes(snapshots))) + "\n"
 
 
@@ -71,19 +91,10 @@ def _remote_lines(remotes: list[dict]) -> list[str]:
                 lambda r: r["failures"]),
                ("streamsr_remote_server_queue_seconds", "gauge", "Mean time a request waited in the server's queue.",
                 lambda r: None if r["server"].get("queue_ms") is None else r["server"]["queue_ms"] / 1000)]
-    lines = []
-    for name, kind, help_text, get in metrics:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f'{name}{{url="{label(r["url"])}",model="{label(r["model"])}"}} {get(r)}'
-                  for r in remotes if get(r) is not None]
-    lines += ["# HELP streamsr_remote_request_seconds Request round-trip time over recent requests.",
-              "# TYPE streamsr_remote_request_seconds gauge"]
-    for r in remotes:
-        for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
-            if r["request_latency"][key] is not None:
-                lines.append(f'streamsr_remote_request_seconds{{url="{label(r["url"])}",model="{label(r["model"])}",'
-                             f'quantile="{q}"}} {r["request_latency"][key] / 1000:.4f}')
-    return lines
+    server = lambda r: {"url": r["url"], "model": r["model"]}
+    return families(metrics, remotes, server) + quantiles(
+        "streamsr_remote_request_seconds", "Request round-trip time over recent requests.", remotes, server,
+        lambda r: r["request_latency"])
 
 
 def parse_listen(value: str) -> tuple[str, int]:
