@@ -59,6 +59,10 @@ class RunConfig:
         colour_on: where YUV↔RGB conversion runs: "cpu" (swscale), "device" (PyTorch on the
             inference device, 8-bit 4:2:0 only: uploads 1.5 bytes a pixel instead of 12, and the
             CPU does no per-pixel work), or "auto" (device on CUDA when the formats allow).
+        reuse: tile reuse (:mod:`streamsr.pipeline.reuse`): "on", "off", or "auto" (on for live
+            inputs; on a file, kept when its first frames show it saves network work).
+        reuse_refresh: seconds after which a reused tile is recomputed; None or "keyframe": at
+            every keyframe of the input (and at least every 10 s).
         backend_options: ``{backend: {option: value}}`` for the backends' own configs (e.g.
             ``{"torch": {"compile": True, "threads": 2}}``; TOML ``[backend_options.torch]``,
             CLI ``--backend-option torch.threads=2``), checked by name when the backend loads.
@@ -87,6 +91,8 @@ class RunConfig:
     tile_overlap: int = 16
     max_memory: str | int | None = None
     colour_on: str = "auto"
+    reuse: str = "auto"
+    reuse_refresh: float | str | None = None
     backend_options: dict = field(default_factory=dict)
     sink: SinkConfig = field(default_factory=SinkConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
@@ -116,6 +122,16 @@ class RunConfig:
             raise ConfigError(f"--max-latency must be positive, got {self.max_latency}")
         if self.precision not in (None, "fp32", "fp16"):
             raise ConfigError(f"unknown precision {self.precision!r}; use fp32 or fp16")
+        if self.reuse not in ("auto", "on", "off"):
+            raise ConfigError(f"--reuse must be auto, on or off, got {self.reuse!r}")
+        if isinstance(self.reuse_refresh, str):
+            text = self.reuse_refresh.strip().lower()
+            try:
+                object.__setattr__(self, "reuse_refresh", None if text == "keyframe" else float(text))
+            except ValueError:
+                raise ConfigError(f"--reuse-refresh takes seconds or 'keyframe', got {self.reuse_refresh!r}") from None
+        if self.reuse_refresh is not None and not self.reuse_refresh > 0:
+            raise ConfigError(f"--reuse-refresh must be positive seconds (or keyframe), got {self.reuse_refresh}")
         if self.colour_on not in ("auto", "cpu", "device"):
             raise ConfigError(f"--colour-on must be auto, cpu or device, got {self.colour_on!r}")
 

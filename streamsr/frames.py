@@ -93,6 +93,7 @@ class Frame:
         colour: colour tags the frame was decoded with.
         arrival: ``time.monotonic()`` when the decoder delivered it (latency is measured from here).
         noise: estimated noise σ (0–255) when the model needs it and ``--noise auto`` is on.
+        key: the decoder flagged it a keyframe (tile reuse refreshes every tile there).
     """
 
     index: int
@@ -102,6 +103,7 @@ class Frame:
     colour: ColourTags
     arrival: float = 0.0
     noise: float | None = None
+    key: bool = False
 
     @property
     def time(self) -> float:
@@ -110,7 +112,7 @@ class Frame:
 
     def with_image(self, image: Any) -> Frame:
         """A copy carrying new pixels (timing and tags unchanged)."""
-        return Frame(self.index, self.pts, self.time_base, image, self.colour, self.arrival, self.noise)
+        return Frame(self.index, self.pts, self.time_base, image, self.colour, self.arrival, self.noise, self.key)
 
 
 @dataclass(frozen=True, slots=True)

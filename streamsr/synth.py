@@ -12,7 +12,7 @@ import numpy as np
 
 from .swscale import SWS_FLAGS
 
-__all__ = ["encode_tone", "moving_pattern", "texture_pattern", "write_clip"]
+__all__ = ["StaticScene", "encode_tone", "moving_pattern", "texture_pattern", "write_clip"]
 
 
 def moving_pattern(i: int, h: int, w: int) -> np.ndarray:
@@ -111,3 +111,64 @@ def encode_tone(container, stream, seconds: float, *, amplitude: float = 0.3, la
             container.mux(p)
     for p in stream.encode(None):
         container.mux(p)
+
+
+class StaticScene:
+    """A static camera: a fixed background, ``objects`` textured boxes crossing it at constant
+    speeds, and fresh sensor noise on every LR frame (what tile reuse is measured on).
+
+    Args:
+        background: the HR scene, H×W×3 uint8 (H and W multiples of ``scale``).
+        scale: HR pixels per LR pixel: the LR frame is the HR one MATLAB-bicubic downscaled.
+        objects: how many boxes cross it.
+        noise: σ of the Gaussian sensor noise added to the LR frame (0-255 scale).
+        speed: HR pixels a box moves per frame.
+        seed: makes the boxes, their paths and the noise.
+    """
+
+    def __init__(self, background: np.ndarray, *, scale: int = 2, objects: int = 2, noise: float = 5.0,
+                 speed: float = 6.0, seed: int = 0):
+        h, w = background.shape[:2]
+        if h % scale or w % scale:
+            raise ValueError(f"the background's sides ({w}x{h}) must be multiples of the scale {scale}")
+        self.background, self.scale, self.noise, self.seed = background, scale, noise, seed
+        rng = np.random.default_rng(seed)
+        self.boxes = []
+        for _ in range(objects):
+            bh, bw = int(rng.integers(h // 8, h // 4)), int(rng.integers(w // 10, w // 5))
+            texture = np.kron(rng.integers(0, 255, (bh // 4 + 1, bw // 4 + 1, 3)), np.ones((4, 4, 1)))[:bh, :bw]
+            y = int(rng.integers(0, h - bh))
+            direction = 1 if rng.random() < 0.5 else -1
+            self.boxes.append((texture.astype(np.uint8), y, direction * speed * rng.uniform(0.7, 1.3)))
+
+    def _left(self, i: int, box: int) -> int:
+        """The left edge of a box in frame ``i``: it enters on one side, leaves on the other, again."""
+        texture, _, v = self.boxes[box]
+        period = self.background.shape[1] + texture.shape[1]
+        return round(i * v) % period - texture.shape[1]
+
+    def box_spans(self, i: int) -> list[tuple[int, int, int, int]]:
+        """Where the boxes are in HR frame ``i``: (y0, y1, x0, x1) each, clipped to the frame."""
+        w = self.background.shape[1]
+        out = []
+        for k, (texture, y, _) in enumerate(self.boxes):
+            x = self._left(i, k)
+            out.append((y, y + texture.shape[0], max(0, x), min(w, x + texture.shape[1])))
+        return out
+
+    def hr(self, i: int) -> np.ndarray:
+        """HR frame ``i``, the ground truth (H×W×3 uint8)."""
+        frame = self.background.copy()
+        for k, (y0, y1, x0, x1) in enumerate(self.box_spans(i)):
+            if x1 > x0:
+                x = self._left(i, k)
+                frame[y0:y1, x0:x1] = self.boxes[k][0][:, x0 - x : x1 - x]
+        return frame
+
+    def lr(self, i: int) -> np.ndarray:
+        """LR frame ``i``: the HR frame bicubic-downscaled, with frame ``i``'s own noise."""
+        from .metrics import downscale
+
+        small = downscale(self.hr(i), self.scale).astype(np.float32)
+        rng = np.random.default_rng((self.seed, i))
+        return np.clip(np.round(small + rng.normal(0.0, self.noise, small.shape)), 0, 255).astype(np.uint8)

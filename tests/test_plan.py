@@ -145,6 +145,11 @@ def test_plan_refuses_what_does_not_fit():
     with pytest.raises(ConfigError, match="is the input"):
         plan_run(RunConfig(), INFO, "in.mp4", file, HOST)
     assert plan_run(RunConfig(colour_on="auto"), INFO, "o.mp4", file, CUDA).colour_on == "device"
+    assert plan_run(RunConfig(colour_on="auto"), INFO, "o.mp4", file, CUDA).reuse is None  # auto: not on the device
+    reusing = plan_run(RunConfig(reuse="on"), INFO, "o.mp4", file, CUDA)  # --reuse on wants host arrays
+    assert reusing.colour_on == "cpu" and reusing.reuse.overlap == 4 and reusing.reuse.probe == 0  # ESPCN's halo
+    with pytest.raises(ConfigError, match="--reuse on: .*colour-on cpu"):
+        plan_run(RunConfig(reuse="on", colour_on="device"), INFO, "o.mp4", file, CUDA)
     assert plan_run(RunConfig(size=(1000, 700)), INFO, "o.mp4", file, HOST).out_size == (1000, 700)
     assert plan_run(RunConfig(size="1001x701"), INFO, "o.mp4", file, HOST).out_size == (1000, 700)  # 4:2:0
 

@@ -209,7 +209,9 @@ def test_runtime_builds_caches_loads_and_executes(trt, no_gpu_needed, export_onc
         assert f"_out1x1_{big_h}x{big_w}_{big_h}x{big_w}-" in engines[0].name
     else:
         assert backend.profile.out is None and "_out" not in engines[0].name
-    assert built[variant.input_names[0]] == ((1, 3, h, w), (n, 3, h, w), (4, 3, h, w))
+    # min 16x16 (or the frame): smaller tiles of the same frames fit (tile reuse's windows)
+    assert built[variant.input_names[0]] == ((1, 3, 16, 16), (n, 3, h, w), (4, 3, h, w))
+    assert backend.capabilities.max_batch == 4  # what tile reuse batches tiles by
     assert _profile_from_name(str(engines[0])) == backend.profile  # the file name reads back
     addresses = dict(a for a, _ in trt.called("IExecutionContext.set_tensor_address"))
     assert set(addresses) == {*variant.input_names, OUTPUT_NAME} and addresses[OUTPUT_NAME] == out.data_ptr()

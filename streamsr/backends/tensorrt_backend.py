@@ -92,8 +92,9 @@ class TensorRTBackend(BackendBase):
         self.input_names = variant.input_names
         self.cache = EngineCache(config.engine_dir)
         self.device = torch.device("cuda")
+        # an engine built for the first batch takes up to max_batch (tile reuse batches tiles by it)
         self.capabilities = Capabilities(location="torch", device="cuda", device_tensors=True,
-                                         max_batch=config.profile.max.n if config.profile else None)
+                                         max_batch=config.profile.max.n if config.profile else config.max_batch)
         self.stream = torch.cuda.Stream()
         self.context = self.engine = self.profile = None
         if config.engine or config.profile:
@@ -190,8 +191,9 @@ class TensorRTBackend(BackendBase):
         n, _, h, w = tensors[self.input_names[0]].shape
         out = _output_size(self.variant, {name: tuple(t.shape) for name, t in tensors.items()})
         if self.context is None:
-            # a tile's kept output can be a few pixels, whatever the LR tile: any output up to this one
-            self._load(ShapeProfile(Shape(1, 3, min(h, 64), min(w, 64)), Shape(n, 3, h, w),
+            # a tile's kept output can be a few pixels, whatever the LR tile: any output up to this one;
+            # tiles of 16 LR pixels a side and up fit (tile reuse's windows are 40 and up)
+            self._load(ShapeProfile(Shape(1, 3, min(h, 16), min(w, 16)), Shape(n, 3, h, w),
                                     Shape(max(n, self.config.max_batch), 3, h, w),
                                     ((1, 1), out, out) if out else None))
         if not self.profile.covers(n, h, w, out):

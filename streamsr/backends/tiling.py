@@ -11,13 +11,15 @@ is given the query tables of the kept output pixels only, their LR indices shift
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import ConfigError
 from ..models.inputs import GRIDS, output_axes
 from .base import WrappedBackend
 
-__all__ = ["TiledBackend", "tile_ranges"]
+__all__ = ["Tile", "TiledBackend", "cut_input", "output_size", "tile_grid", "tile_ranges"]
 
 
 def tile_ranges(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -33,6 +35,96 @@ def tile_ranges(size: int, tile: int, overlap: int) -> list[tuple[int, int, int,
         out.append((max(0, start - overlap), min(size, end + overlap), start, end))
         start = end
     return out
+
+
+def window_ranges(size: int, core: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Like :func:`tile_ranges` with kept parts of ``core`` pixels, but every read part has the
+    same length, ``min(size, core + 2·overlap)``: a window at the edge is shifted inwards instead
+    of cut, so it still holds ``overlap`` pixels of context on its inner side (and the frame's
+    edge on the other). Tiles of one shape batch together (tile reuse, the multi-camera hub)."""
+    if core < 1 or overlap < 0:
+        raise ConfigError(f"tile core {core} must be >= 1 and overlap {overlap} >= 0")
+    length = min(size, core + 2 * overlap)
+    out = []
+    for start in range(0, size, core):
+        end = min(start + core, size)
+        read = min(max(0, start - overlap), size - length)
+        out.append((read, read + length, start, end))
+    return out
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a frame: the LR pixels the network reads (``lr_y``, ``lr_x``), the output
+    pixels kept from it (``keep_y``, ``keep_x``) and the output pixels the network puts out for it
+    (``net_y``, ``net_x``), all as [start, end) in the whole frame's coordinates."""
+
+    lr_y: tuple[int, int]
+    lr_x: tuple[int, int]
+    keep_y: tuple[int, int]
+    keep_x: tuple[int, int]
+    net_y: tuple[int, int]
+    net_x: tuple[int, int]
+
+    def kept_part(self, part):
+        """The kept pixels of the network's output ``part`` (its last two axes) for this tile."""
+        return part[..., self.keep_y[0] - self.net_y[0] : self.keep_y[1] - self.net_y[0],
+                    self.keep_x[0] - self.net_x[0] : self.keep_x[1] - self.net_x[0]]
+
+
+def tile_grid(lr: tuple[int, int], out: tuple[int, int], factor: int | None, ranges) -> list[Tile]:
+    """The tiles of an ``lr`` = (h, w) frame whose output is ``out`` = (H, W), row by row, cut
+    per axis by ``ranges(size) -> [(read start, read end, keep start, keep end)]``
+    (:func:`tile_ranges` or :func:`window_ranges`). A fixed-factor network puts out its factor
+    times the read part; a model that takes any scale only the kept output pixels."""
+    axes = []
+    for size, big in zip(lr, out, strict=True):
+        spans = []
+        for r0, r1, k0, k1 in ranges(size):
+            keep = _output_span(k0, k1, size, big)
+            spans.append(((r0, r1), keep, (r0 * factor, r1 * factor) if factor is not None else keep))
+        axes.append(spans)
+    return [Tile(ly, lx, ky, kx, ny, nx) for ly, ky, ny in axes[0] for lx, kx, nx in axes[1]]
+
+
+def output_size(variant, h: int, w: int, extra: dict) -> tuple[int, int]:
+    """(H, W) of the whole frame's output: the factor's, or read off the inputs on output grids."""
+    s = variant.factor
+    if s is not None:
+        return h * s, w * s
+    size = [None, None]
+    for i in variant.inputs:
+        for k, is_out in enumerate(output_axes(i.grid)):
+            if is_out:
+                size[k] = extra[i.name].shape[2 + k]
+    if None in size:
+        raise ConfigError(f"{variant.name}: no input says the output size; it cannot be tiled")
+    return size[0], size[1]
+
+
+def cut_input(variant, inp, value, tile: Tile, overlap: int, copy):
+    """The part of input ``inp``'s ``value`` a tile reads: its LR area, or the output pixels the
+    network puts out for it (a table's LR indices shifted to the tile's origin).
+
+    Raises:
+        ConfigError: a table reads LR pixels outside the tile (the overlap is too small).
+    """
+    lr, net = (tile.lr_y, tile.lr_x), (tile.net_y, tile.net_x)
+    axes = GRIDS[inp.grid]
+    value = value[(slice(None), slice(None), *(slice(*lr[k]) if a == "lr" else slice(*net[k]) if a == "out"
+                                                else slice(None) for k, a in enumerate(axes)))]
+    if not inp.lr_index_channels:
+        return value
+    k = axes.index("out")  # a table's indices run along its (one) output axis
+    origin, size = lr[k][0], lr[k][1] - lr[k][0]
+    value = copy(value)
+    channels = list(inp.lr_index_channels)
+    value[:, channels] -= origin
+    low, high = float(value[:, channels].min()), float(value[:, channels].max())
+    if low < 0 or high > size - 1:
+        raise ConfigError(f"{variant.name} reads LR pixels beyond a tile's overlap; raise --tile-overlap "
+                          f"(now {overlap})")
+    return value
 
 
 def _output_span(k0: int, k1: int, lr: int, out: int) -> tuple[int, int]:
@@ -77,60 +169,20 @@ class TiledBackend(WrappedBackend):
         return self._tiled(x, extra or {}, self.inner.infer_tensor, lambda t: t.contiguous(), lambda t: t.clone(),
                            lambda shape: torch.empty(shape, dtype=torch.float32, device=x.device))
 
-    def _out_size(self, h: int, w: int, extra: dict) -> tuple[int, int]:
-        """(H, W) of the whole frame's output: the factor's, or read off the inputs on output grids."""
-        s = self.variant.factor
-        if s is not None:
-            return h * s, w * s
-        size = [None, None]
-        for i in self.variant.inputs:
-            for k, is_out in enumerate(output_axes(i.grid)):
-                if is_out:
-                    size[k] = extra[i.name].shape[2 + k]
-        if None in size:
-            raise ConfigError(f"{self.variant.name}: no input says the output size; it cannot be tiled")
-        return size[0], size[1]
-
     def _tiled(self, batch, extra: dict, run, contiguous, copy, empty):
         n, c, h, w = batch.shape
         if h <= self.tile and w <= self.tile:
             return run(batch, extra)
-        big_h, big_w = self._out_size(h, w, extra)
-        s = self.variant.factor
-        out = empty((n, c, big_h, big_w))
-        for y0, y1, ky0, ky1 in tile_ranges(h, self.tile, self.overlap):
-            keep_y = _output_span(ky0, ky1, h, big_h)
-            net_y = (y0 * s, y1 * s) if s is not None else keep_y  # what the network puts out
-            for x0, x1, kx0, kx1 in tile_ranges(w, self.tile, self.overlap):
-                if self.cancelled():
-                    from ..pipeline.runner import Aborted
+        big = output_size(self.variant, h, w, extra)
+        out = empty((n, c, *big))
+        ranges = lambda size: tile_ranges(size, self.tile, self.overlap)
+        for t in tile_grid((h, w), big, self.variant.factor, ranges):
+            if self.cancelled():
+                from ..pipeline.runner import Aborted
 
-                    raise Aborted("aborted between tiles")
-                keep_x = _output_span(kx0, kx1, w, big_w)
-                net_x = (x0 * s, x1 * s) if s is not None else keep_x
-                part = run(contiguous(batch[:, :, y0:y1, x0:x1]),
-                           {i.name: contiguous(self._cut(i, extra[i.name], (y0, y1), (x0, x1), net_y, net_x, copy))
-                            for i in self.variant.inputs if i.name in extra})
-                out[:, :, keep_y[0] : keep_y[1], keep_x[0] : keep_x[1]] = \
-                    part[:, :, keep_y[0] - net_y[0] : keep_y[1] - net_y[0], keep_x[0] - net_x[0] : keep_x[1] - net_x[0]]
+                raise Aborted("aborted between tiles")
+            part = run(contiguous(batch[:, :, t.lr_y[0] : t.lr_y[1], t.lr_x[0] : t.lr_x[1]]),
+                       {i.name: contiguous(cut_input(self.variant, i, extra[i.name], t, self.overlap, copy))
+                        for i in self.variant.inputs if i.name in extra})
+            out[:, :, t.keep_y[0] : t.keep_y[1], t.keep_x[0] : t.keep_x[1]] = t.kept_part(part)
         return out
-
-    def _cut(self, inp, value, lr_y, lr_x, net_y, net_x, copy):
-        """The part of input ``inp`` a tile reads: its LR area, or the output pixels the network
-        puts out for it (a table's LR indices shifted to the tile's origin)."""
-        lr, net = (lr_y, lr_x), (net_y, net_x)
-        axes = GRIDS[inp.grid]
-        value = value[(slice(None), slice(None), *(slice(*lr[k]) if a == "lr" else slice(*net[k]) if a == "out"
-                                                    else slice(None) for k, a in enumerate(axes)))]
-        if not inp.lr_index_channels:
-            return value
-        k = axes.index("out")  # a table's indices run along its (one) output axis
-        origin, size = lr[k][0], lr[k][1] - lr[k][0]
-        value = copy(value)
-        channels = list(inp.lr_index_channels)
-        value[:, channels] -= origin
-        low, high = float(value[:, channels].min()), float(value[:, channels].max())
-        if low < 0 or high > size - 1:
-            raise ConfigError(f"{self.variant.name} reads LR pixels beyond a tile's overlap; raise --tile-overlap "
-                              f"(now {self.overlap})")
-        return value

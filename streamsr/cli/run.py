@@ -19,6 +19,14 @@ from .options import build_config, degradation_options, inference_options, model
 __all__ = ["run"]
 
 
+def _reuse(s) -> str:
+    """Tile reuse in a progress line: the share of tiles recomputed (mean, p95 over recent frames)."""
+    r = s.reuse
+    if not r or not r["on"] or r["recomputed_mean"] is None:
+        return ""
+    return f" tiles {r['recomputed_mean']:.0%} (p95 {r['recomputed_p95']:.0%})"
+
+
 class _Progress:
     """A one-line progress display on stderr, only on a terminal and never with --quiet. Reads
     the runs' snapshots."""
@@ -41,12 +49,13 @@ class _Progress:
         if s.total:
             frac = min(s.frames_out / s.total, 1.0)
             eta = (s.total - s.frames_out) / s.fps if s.fps > 0 else 0
-            return f"[{'#' * int(frac * 24):<24}] {s.frames_out}/{s.total} frames {s.fps:5.1f} fps ETA {eta:4.0f}s"
+            return (f"[{'#' * int(frac * 24):<24}] {s.frames_out}/{s.total} frames {s.fps:5.1f} fps "
+                    f"ETA {eta:4.0f}s{_reuse(s)}")
         p95 = s.latency["p95_ms"]
         live = f" dropped {s.dropped} p95 {p95:.0f}ms" if p95 is not None else ""
         again = f" reconnects {s.reconnects}" if s.reconnects else ""
         state = f" [{s.state}]" if s.state not in ("running", "done") else ""
-        return f"{s.name[:24]}: {s.frames_out} frames {s.fps:5.1f} fps{live}{again}{state}"
+        return f"{s.name[:24]}: {s.frames_out} frames {s.fps:5.1f} fps{live}{again}{_reuse(s)}{state}"
 
     def close(self) -> None:
         if self.enabled and self.last:
@@ -85,6 +94,12 @@ def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: graceful st
 @click.option("--colour-on", type=click.Choice(["auto", "cpu", "device"]), default=None,
               help="Where YUV<->RGB conversion runs: swscale on the CPU, or the inference device "
                    "(8-bit 4:2:0; default auto = device on CUDA).")
+@click.option("--reuse", type=click.Choice(["auto", "on", "off"]), default=None,
+              help="Tile reuse: only the tiles that changed since the last frame go through the network "
+                   "(default auto: on for live inputs; on a file, kept when its first 60 frames show it pays).")
+@click.option("--reuse-refresh", default=None, metavar="SECONDS|keyframe",
+              help="Recompute every reused tile after this many seconds (default keyframe: at each keyframe of "
+                   "the input, and at least every 10 s).")
 @click.option("--queue-size", type=int, default=None, help="Bound of each queue between stages (default 8; at most 2 when live).")
 @click.option("--realtime/--no-realtime", default=None,
               help="Live mode: drop the oldest waiting frames to keep latency bounded. Default: on for "

@@ -293,4 +293,4 @@ class LiveSource:
             image = image.reformat(self.info.width, self.info.height)
             self.resized_frames += 1
         self.frames_decoded += 1
-        return Frame(self.frames_decoded - 1, pts, LIVE_TIME_BASE, image, item.colour, item.arrival), anchor
+        return Frame(self.frames_decoded - 1, pts, LIVE_TIME_BASE, image, item.colour, item.arrival, key=item.key), anchor

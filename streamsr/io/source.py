@@ -295,7 +295,8 @@ class Source:
     def _timed(self, timed: list[tuple[int, tuple[av.VideoFrame, float]]]) -> Iterator[Frame]:
         for pts, (frame, arrival) in timed:
             self.frames_decoded += 1
-            yield Frame(self.frames_decoded - 1, pts, self.info.time_base, frame, self._frame_colour(frame), arrival)
+            yield Frame(self.frames_decoded - 1, pts, self.info.time_base, frame, self._frame_colour(frame), arrival,
+                        key=bool(frame.key_frame))
 
     def close(self) -> None:
         """Close the container (idempotent)."""

@@ -53,6 +53,9 @@ class ModelSpec:
         description: one line for ``streamsr models``.
         pad_multiple: input sides must be a multiple of this (1: any size).
         learned: it has weights (False: a fixed filter, e.g. the plain area downscale).
+        halo: LR pixels of context an output pixel depends on, each side (its receptive field's
+            radius), when the architecture bounds it tightly; tile reuse gives each tile this much
+            overlap (None: ``--tile-overlap``).
         train_loss: ``loss(model, inputs, hr) -> scalar tensor`` used by ``streamsr train``
             for this model (None: the config's l1/mse); UDVD supervises every stage.
     """
@@ -67,6 +70,7 @@ class ModelSpec:
     description: str = ""
     pad_multiple: int = 1
     learned: bool = True
+    halo: int | None = None
     train_loss: Callable | None = field(default=None, repr=False, compare=False)
     factory: Callable[..., nn.Module] = field(repr=False, compare=False, default=None)
 

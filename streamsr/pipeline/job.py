@@ -31,6 +31,7 @@ from ..machine import Machine
 from ..models.inputs import InputAssembler
 from ..models.registry import ModelVariant
 from .plan import RunPlan, SourcePlan, check_options, plan_run, plan_source, plan_variant
+from .reuse import ReuseCounters, TileReuse
 from .runner import Runner, Stage
 from .stages import DeviceInferStage, EncodeStage, InferStage, Telling, ToFrameStage, ToPlanesStage, ToTensorStage
 from .stats import LatencyStats, RunStats, StageStats, too_slow_notice
@@ -58,6 +59,7 @@ class JobSnapshot:
         latency: capture-to-encode latency summary (see :class:`LatencyStats`).
         error: why it failed (state "failed").
         remote: the stats of the remote inference the job uses (``RemoteStats.summary``), if any.
+        reuse: what tile reuse did (``ReuseCounters.summary``), or None when the run does not reuse.
     """
 
     name: str
@@ -72,6 +74,7 @@ class JobSnapshot:
     latency: dict
     error: str | None = None
     remote: tuple[dict, ...] = ()
+    reuse: dict | None = None
 
     @property
     def fps(self) -> float:
@@ -110,6 +113,7 @@ class RunHandle:
         self._source = None
         self._stop = threading.Event()
         self.remote_stats = None  # the RemoteStats of the backend the run infers on (set by the run)
+        self.reuse: ReuseCounters | None = None  # what tile reuse did (set by a run that reuses tiles)
 
     def stop(self) -> None:
         """End the run gracefully: stop reading, drain what was read, finalize the output."""
@@ -128,16 +132,18 @@ class RunHandle:
             reconnects=getattr(source, "reconnects", 0), connect_failures=getattr(source, "connect_failures", 0),
             total=self.total,
             elapsed=time.monotonic() - self.started, latency=self.latency.summary(), error=self.error,
-            remote=(self.remote_stats.summary(),) if self.remote_stats is not None else ())
+            remote=(self.remote_stats.summary(),) if self.remote_stats is not None else (),
+            reuse=self.reuse.summary() if self.reuse is not None else None)
 
 
 def build_stages(plan: RunPlan, backend, sink: Sink, *, latency: LatencyStats | None = None,
-                 tracker: NoiseTracker | None = None) -> list[Stage]:
+                 tracker: NoiseTracker | None = None, reuse: ReuseCounters | None = None) -> list[Stage]:
     """The stage chain after decoding that ``plan`` describes: preprocess → infer →
     postprocess → encode, on the CPU colour chain or the device one.
 
     Args:
         tracker: the tracker that smooths per-frame noise estimates (when the plan estimates noise).
+        reuse: where tile reuse counts what it does (when the plan reuses tiles).
     """
     inputs = InputAssembler(plan.variant.inputs)
     telling = plan.telling or Telling(blur=0.0, noise=0.0)  # what providers of other inputs are told: nothing
@@ -159,7 +165,7 @@ def build_stages(plan: RunPlan, backend, sink: Sink, *, latency: LatencyStats | 
         first: Stage = ToPlanesStage(backend.capabilities.device)
     else:
         infer = InferStage(backend, plan.batch_size, inputs=inputs, telling=telling, max_latency=plan.max_latency,
-                           out_of=out_of)
+                           out_of=out_of, reuse=TileReuse(backend, plan.reuse, reuse) if plan.reuse else None)
         first = ToTensorStage(tracker)
     return [first, infer, ToFrameStage(sink), EncodeStage(sink, latency)]
 
@@ -377,7 +383,8 @@ def _run(config, source_plan, source, dst, backend, backends, handle, stop, prog
                     progress(handle)
 
             tracker = NoiseTracker() if plan.estimate_noise else None
-            stages = build_stages(plan, backend, sink, latency=handle.latency, tracker=tracker)
+            handle.reuse = ReuseCounters() if plan.reuse else None
+            stages = build_stages(plan, backend, sink, latency=handle.latency, tracker=tracker, reuse=handle.reuse)
             items = _noted(_bounded(source, stop_after, duration, pace=source_plan.pace, stop=stop), handle)
             runner = Runner(items, stages, queue_size=plan.queue_size, on_item=on_item, live=source_plan.realtime,
                             stop_event=stop)
@@ -423,6 +430,10 @@ def _stats(plan: RunPlan, source, sink: Sink, runner: Runner, backend, handle: R
     if plan.telling is not None:
         stats.extra["degradation"] = {"blur": plan.telling.blur, "noise": plan.telling.noise,
                                       "noise_estimated": round(tracker.value, 2) if tracker and tracker.value else None}
+    if handle.reuse is not None:
+        stats.extra["reuse"] = handle.reuse.summary()
+        if handle.reuse.decision:
+            stats.notices.append(handle.reuse.decision)
     if live and source.reconnects:
         stats.notices.append(f"the stream dropped and came back {source.reconnects} time(s)")
     if sink.frames_written == 0 and not interrupted:

@@ -22,6 +22,19 @@ _METRICS = [
      lambda s: int(s.state == "running")),
 ]
 
+#: tile reuse, for the cameras that reuse tiles
+_REUSE = [
+    ("streamsr_reuse_frames_total", "counter", "Frames tile reuse decided on.", lambda s: s.reuse["frames"]),
+    ("streamsr_reuse_whole_frames_total", "counter", "Frames run whole (a refresh or a scene cut).",
+     lambda s: s.reuse["whole_frames"]),
+    ("streamsr_reuse_recomputed_ratio", "gauge", "Mean fraction of tiles recomputed per frame, recent frames.",
+     lambda s: s.reuse["recomputed_mean"] or 0.0),
+    ("streamsr_reuse_recomputed_p95_ratio", "gauge", "95th percentile of the fraction of tiles recomputed.",
+     lambda s: s.reuse["recomputed_p95"] or 0.0),
+    ("streamsr_reuse_network_pixels_saved_ratio", "gauge", "Whole-frame network pixels over those reuse ran.",
+     lambda s: s.reuse["network_pixels_saved"] or 1.0),
+]
+
 
 def label(value: str) -> str:
     """A Prometheus label value, escaped."""
@@ -66,6 +79,7 @@ def render_metrics(snapshots: list) -> str:
     lines = families(_METRICS, snapshots, camera)
     lines += quantiles("streamsr_latency_seconds", "Capture-to-encode latency over recent frames.", snapshots,
                        camera, lambda s: s.latency)
+    lines += families(_REUSE, [s for s in snapshots if getattr(s, "reuse", None)], camera)
     return "\n".join(lines + _remote_lines(_remotes(snapshots))) + "\n"
 
 

@@ -28,6 +28,7 @@ from ..models.inputs import needs_noise
 from ..models.registry import AUTO, ModelSpec, ModelVariant, get_model, pick_model
 from ..urls import is_hls, is_live_input
 from .memory import MemoryNeed, parse_bytes, run_memory
+from .reuse import ReusePolicy, plan_reuse
 from .stages import Telling
 
 __all__ = ["LIVE_QUEUE", "RunPlan", "SourcePlan", "check_options", "known_variant", "plan_run", "plan_source",
@@ -87,6 +88,7 @@ class RunPlan:
         estimate_noise: the noise level is estimated from the frames (told per frame).
         tile: run the network tile by tile on tiles of this many LR pixels a side (None: whole frames).
         tile_overlap: LR pixels neighbouring tiles share.
+        reuse: how tiles are reused between frames (:mod:`streamsr.pipeline.reuse`), or None.
         memory: what the run is expected to need (:mod:`streamsr.pipeline.memory`).
         notices: what the plan changed to fit, for the user (said once).
     """
@@ -105,6 +107,7 @@ class RunPlan:
     estimate_noise: bool
     tile: int | None = None
     tile_overlap: int = 16
+    reuse: ReusePolicy | None = None
     memory: MemoryNeed | None = None
     notices: tuple[str, ...] = ()
 
@@ -159,12 +162,13 @@ def _sink_config(sink: SinkConfig, realtime: bool, info: VideoInfo) -> SinkConfi
 
 def _colour_on(config: RunConfig, backend, pix_fmt: str) -> str:
     """Where colour is converted: "auto" picks the device when the backend keeps tensors on a
-    CUDA device and the output is 8-bit 4:2:0.
+    CUDA device and the output is 8-bit 4:2:0, unless tiles are to be reused (``--reuse on``,
+    which works on host arrays).
 
     Raises:
         ConfigError: ``--colour-on device`` where it can't be done (says why).
     """
-    if config.colour_on == "cpu":
+    if config.colour_on == "cpu" or (config.colour_on == "auto" and config.reuse == "on"):
         return "cpu"
     why = []
     capabilities: Capabilities = backend.capabilities
@@ -295,10 +299,13 @@ def plan_run(config: RunConfig, info: VideoInfo, destination, source: SourcePlan
     queue_size = min(config.queue_size, LIVE_QUEUE) if source.realtime else config.queue_size
     variant = spec.variant(geometry.factor, geometry.part)
     queue_size, tile, memory, notices = _fit_memory(config, variant, geometry, queue_size, backend, machine)
+    colour_on = _colour_on(config, backend, pix_fmt)
+    reuse = plan_reuse(config.reuse, config.reuse_refresh, live=source.realtime, learned=spec.learned,
+                       shrinks=variant.shrinks, colour_on=colour_on, halo=spec.halo, overlap=config.tile_overlap)
     return RunPlan(
         spec=spec, geometry=geometry, source=source, batch_size=config.batch_size, queue_size=queue_size,
         max_latency=config.max_latency if source.realtime else None, sink=sink, pix_fmt=pix_fmt,
-        out_size=even_size(*geometry.out_size, pix_fmt), colour_on=_colour_on(config, backend, pix_fmt),
+        out_size=even_size(*geometry.out_size, pix_fmt), colour_on=colour_on,
         telling=telling, estimate_noise=needs_noise(spec.inputs) and config.noise is None,
-        tile=tile, tile_overlap=config.tile_overlap, memory=memory, notices=notices,
+        tile=tile, tile_overlap=config.tile_overlap, reuse=reuse, memory=memory, notices=notices,
     )

@@ -86,11 +86,13 @@ class InferStage(Stage):
         max_latency: live mode: frames older than this (seconds since they were decoded) are
             dropped before inference (counted in ``stats.dropped``): they could only be late.
         clock: the clock frame ages are measured on (``time.monotonic``; tests drive their own).
+        reuse: a :class:`~streamsr.pipeline.reuse.TileReuse` on ``backend``: frames then run one by
+            one, only their changed tiles through the network.
     """
 
     def __init__(self, backend, batch_size: int = 1, *, inputs: InputAssembler | None = None,
                  telling: Telling | None = None, max_latency: float | None = None, clock=time.monotonic,
-                 out_of=None):
+                 out_of=None, reuse=None):
         super().__init__("infer")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -103,18 +105,23 @@ class InferStage(Stage):
         self.out_of = out_of or (lambda h, w: None)
         self.max_latency = max_latency
         self.clock = clock
+        self.reuse = reuse
         self._held: list[Frame] = []
+
+    def _extra(self, frames: list[Frame], h: int, w: int) -> dict[str, np.ndarray]:
+        if self.inputs is None:
+            return {}
+        return self.inputs.arrays(self.telling.conditions([f.noise for f in frames]), h, w, self.out_of(h, w))
 
     def _run(self) -> list[Frame]:
         frames, self._held = self._held, []
         if not frames:
             return []
+        if self.reuse is not None:
+            return [f.with_image(self.reuse(f.image, self._extra([f], *f.image.shape[1:]), f.time, f.key))
+                    for f in frames]
         batch = np.stack([f.image for f in frames])
-        extra = {}
-        if self.inputs is not None:
-            conds = self.telling.conditions([f.noise for f in frames])
-            extra = self.inputs.arrays(conds, batch.shape[2], batch.shape[3], self.out_of(*batch.shape[2:]))
-        out = self.backend.infer(batch, extra)
+        out = self.backend.infer(batch, self._extra(frames, *batch.shape[2:]))
         return [f.with_image(o) for f, o in zip(frames, out, strict=True)]
 
     def process(self, item: Frame) -> Iterable[Frame]:
