@@ -295,3 +295,39 @@ def test_live_static_camera_reuses_tiles(rtsp_server, tmp_path):
     assert stats.realtime and stats.frames_out + stats.dropped == 40
     assert r["on"] and r["frames"] == stats.frames_out  # on by default for a live input, never probed off
     assert r["network_pixels_saved"] > 1.5 and r["refreshes"] >= 1
+
+
+@pytest.mark.parametrize("name", ["liif", "lte"])
+def test_any_scale_models_reuse_tiles_of_their_query_tables(name):
+    from streamsr.models.inputs import InputAssembler
+    from streamsr.pipeline.stages import Telling
+
+    variant = get_model(name).variant(None)
+    backend = create_backend("onnxruntime", variant, device="cpu")
+    h, w, big = 120, 160, (300, 400)  # x2.5
+    extra = InputAssembler(variant.inputs).arrays(Telling(0, 0).conditions([None]), h, w, big)
+    reuse, net = _reuse(backend, core=64, overlap=16, scene_cut=1.0)
+    reuse(_chw(texture_pattern(0, h, w)), extra, 0.0, False)
+    other = _chw(texture_pattern(3, h, w))[:, ::-1].copy()
+    out = reuse(other, extra, 0.04, False)
+    assert net.calls >= 2 and net.pixels == h * w + 2 * 3 * 96 * 96  # 2 x 3 windows of 96, in batches by shape
+    np.testing.assert_allclose(out, backend.infer(other[None], extra)[0], atol=1e-4)
+
+
+def test_the_hub_never_batches_tiles_whose_query_tables_differ():
+    from streamsr.pipeline.hub import InferenceHub
+
+    liif = get_model("liif").variant(None)
+    image = np.zeros((1, 3, 96, 96), dtype=np.float32)
+    table = np.zeros((1, 15, 160, 1), dtype=np.float32)
+    shifted = table.copy()
+    shifted[:, 0] += 1  # another tile's LR rows
+
+    def key(variant, extra):
+        return InferenceHub._key((variant, False, image, extra, None))
+
+    assert key(liif, {"rows": table}) == key(liif, {"rows": table.copy()})  # same table: one call
+    assert key(liif, {"rows": table}) != key(liif, {"rows": shifted})
+    udvd = get_model("udvd").variant(2)  # per-frame maps batch whatever their values
+    maps = np.zeros((1, 16, 96, 96), dtype=np.float32)
+    assert key(udvd, {"degradation": maps}) == key(udvd, {"degradation": maps + 1})

@@ -94,6 +94,13 @@ class ModelInput:
         fp16 would lose."""
         return self.role == "query"
 
+    @property
+    def per_batch(self) -> bool:
+        """One value for a whole batch: the any-scale decoders read the first frame's query table
+        only (every frame of a batch has the same size), so frames or tiles whose tables differ
+        must not share a call."""
+        return self.role == "query"
+
     def __post_init__(self) -> None:
         if self.role not in ROLES or self.grid not in GRIDS:
             raise ValueError(f"input {self.name!r}: role must be one of {ROLES}, grid one of {GRIDS}")

@@ -57,6 +57,14 @@ class HubClient(WrappedBackend):
         """Nothing to release: the hub owns the backend."""
 
 
+def _digest(value) -> int | str:
+    """What identifies a per-batch input's value: a hash of a host array's bytes (a query table is
+    a few kB); a device tensor's storage."""
+    if isinstance(value, np.ndarray):
+        return hash(value.tobytes())
+    return f"{value.device}:{value.data_ptr()}"
+
+
 class InferenceHub:
     """Owns the loaded backends and a thread that serves many :class:`HubClient`.
 
@@ -86,8 +94,13 @@ class InferenceHub:
 
     @staticmethod
     def _key(req) -> tuple:
+        """Requests batch together when this matches: network, kind, frame shape, the other
+        inputs' shapes, and the values of those read once per batch (query tables: two cameras'
+        tiles of one shape have their own)."""
         variant, tensors, batch, extra, _ = req
-        return variant, tensors, tuple(batch.shape[1:]), tuple(sorted(extra))
+        shared = {i.name for i in variant.inputs if i.per_batch}
+        return variant, tensors, tuple(batch.shape[1:]), tuple(
+            (k, tuple(v.shape[1:]), _digest(v) if k in shared else None) for k, v in sorted(extra.items()))
 
     def _gather(self, first) -> list:
         group, later = [first], []

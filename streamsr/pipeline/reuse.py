@@ -266,7 +266,8 @@ class TileReuse:
             for i in run:
                 t = self.tiles[i]
                 groups.setdefault((t.net_y[1] - t.net_y[0], t.net_x[1] - t.net_x[0]), []).append(int(i))
-            limit = self.backend.capabilities.max_batch or len(run)
+            shared = any(i.per_batch for i in self.backend.variant.inputs)  # each tile has its own table
+            limit = 1 if shared else self.backend.capabilities.max_batch or len(run)
             for members in groups.values():
                 for k in range(0, len(members), limit):
                     self._run_batch(members[k : k + limit], windows, extra, out)
