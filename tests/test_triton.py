@@ -221,6 +221,28 @@ def test_pipeline_through_triton_equals_local_onnxruntime(repo, server, tmp_path
     assert stats.extra["backend"] == "triton" and [r["requests"] for r in stats.remote] == [4]
 
 
+def test_tile_reuse_through_triton_sends_only_changed_tiles(server, tmp_path):
+    """Tile reuse on a remote tier: the changed tiles go to the server in batches and the frames are
+    those of the same reuse run on local ONNX Runtime."""
+    from streamsr.pipeline import upscale_video
+    from streamsr.synth import StaticScene, texture_pattern, write_clip
+
+    scene = StaticScene(texture_pattern(0, 240, 320), scale=2, objects=1, noise=2.0, speed=4.0)
+    clip = write_clip(tmp_path / "static.mkv", frames=40, size=(160, 120), codec="ffv1", pix_fmt="yuv444p",
+                      image=lambda i, h, w: scene.lr(i))
+    base = RunConfig(model="espcn", scale=2, sink=FFV1, reuse="on")
+    local = upscale_video(clip, tmp_path / "local.mkv", dataclasses.replace(base, backend="onnxruntime"))
+    remote = upscale_video(clip, tmp_path / "remote.mkv", dataclasses.replace(
+        base, backend="triton", backend_options=_triton(server.grpc_url)))
+    _frames_match(tmp_path / "local.mkv", tmp_path / "remote.mkv")
+    assert remote.extra["reuse"] == local.extra["reuse"] and remote.extra["reuse"]["network_pixels_saved"] > 1.5
+    # one request per whole frame, and per changed tile (of 20; the server's batcher joins them)
+    r = remote.extra["reuse"]
+    tiles = (r["recomputed_mean"] * 40 - r["whole_frames"]) * 20
+    assert remote.remote[0]["requests"] == pytest.approx(r["whole_frames"] + tiles, abs=1)
+    assert tiles < 0.6 * 40 * 20
+
+
 def test_cli_run_with_triton_url_writes_remote_stats(server, small_clip, tmp_path):
     stats_file = tmp_path / "stats.json"
     result = CliRunner().invoke(main, ["run", str(small_clip), "-o", str(tmp_path / "o.mkv"), "--codec", "ffv1",
