@@ -331,3 +331,22 @@ def test_the_hub_never_batches_tiles_whose_query_tables_differ():
     udvd = get_model("udvd").variant(2)  # per-frame maps batch whatever their values
     maps = np.zeros((1, 16, 96, 96), dtype=np.float32)
     assert key(udvd, {"degradation": maps}) == key(udvd, {"degradation": maps + 1})
+
+
+@pytest.mark.parametrize("name", ["espcn", "udvd"])
+def test_a_declared_halo_is_enough_context(name):
+    """Tiles with the model's declared halo of context give the whole frame's output to within half
+    an 8-bit level (exactly, for ESPCN's bounded receptive field)."""
+    from streamsr.backends.tiling import TiledBackend
+    from streamsr.models.inputs import InputAssembler
+    from streamsr.pipeline.stages import Telling
+
+    spec = get_model(name)
+    variant = spec.variant(2)
+    backend = create_backend("torch", variant, device="cpu")
+    h, w = 96, 128
+    x = _noisy(_chw(texture_pattern(0, h, w)), 5.0, 0)[None]
+    extra = InputAssembler(variant.inputs).arrays(Telling(1.0, 5.0).conditions([None]), h, w, (2 * h, 2 * w))
+    whole = backend.infer(x, extra)
+    tiled = TiledBackend(backend, 32 + 2 * spec.halo, spec.halo).infer(x, extra)
+    assert np.abs(tiled - whole).max() < (1e-5 if name == "espcn" else 0.5 / 255)

@@ -53,9 +53,10 @@ class ModelSpec:
         description: one line for ``streamsr models``.
         pad_multiple: input sides must be a multiple of this (1: any size).
         learned: it has weights (False: a fixed filter, e.g. the plain area downscale).
-        halo: LR pixels of context an output pixel depends on, each side (its receptive field's
-            radius), when the architecture bounds it tightly; tile reuse gives each tile this much
-            overlap (None: ``--tile-overlap``).
+        halo: LR pixels of context an output pixel depends on, each side: its receptive field's
+            radius where the architecture bounds it tightly (ESPCN), else the context beyond which
+            an output pixel moves by less than half an 8-bit level (measured, said where declared);
+            tile reuse gives each tile this much overlap (None: ``--tile-overlap``).
         train_loss: ``loss(model, inputs, hr) -> scalar tensor`` used by ``streamsr train``
             for this model (None: the config's l1/mse); UDVD supervises every stage.
     """

@@ -161,7 +161,10 @@ def multistage_l1(model: UDVD, inputs: list[Tensor], hr: Tensor) -> Tensor:
     name="udvd", geometry=FixedFactors((2, 4)), paper="Xu et al., CVPR 2020, arXiv:2004.06965",
     inputs=(IMAGE, ModelInput("kernel_code", 15, "degradation", provider="kernel_code"),
             ModelInput("noise_level", 1, "degradation", provider="noise_level")),
-    description="degradation-aware (blur + noise maps), dynamic convolutions", train_loss=multistage_l1))
+    description="degradation-aware (blur + noise maps), dynamic convolutions", train_loss=multistage_l1,
+    # measured (x2, shipped weights): tiles with 10 LR pixels of context differ from the whole
+    # frame's output by at most 0.07 of an 8-bit level on a noisy block texture (8: 0.55; 12: 0.004)
+    halo=10))
 def udvd(scale: int, **kwargs) -> nn.Module:
     """Build an untrained UDVD (shipped variant unless kwargs say otherwise)."""
     return UDVD(scale, **{**SHIPPED_UDVD, **kwargs})
