@@ -10,15 +10,18 @@ never into the installed package:
 3. else ``~/.cache/streamsr``.
 
 The environment is read on every call, not at import time, so a changed variable applies at once.
-Nothing is created here; writers make the folder they write into.
+Nothing is created here; writers make the folder they write into, through :func:`write_atomic`, so
+a reader (another run started at the same moment) sees the old file or the new one, never half a
+file.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "cache_dir", "cache_root"]
+__all__ = ["CACHE_ENV", "cache_dir", "cache_root", "write_atomic"]
 
 #: the environment variable that moves the whole cache
 CACHE_ENV = "STREAMSR_CACHE_DIR"
@@ -42,3 +45,34 @@ def cache_dir(kind: str) -> Path:
         kind: the cache's name, e.g. ``"engines"`` (TensorRT engines and the timing cache).
     """
     return cache_root() / kind
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that no reader ever sees a partial file: into a temporary file
+    in the same folder (created if missing), flushed to disk, then renamed over ``path``
+    (``os.replace`` is atomic on one file system). Concurrent writers of the same bytes are
+    harmless: the last rename wins.
+
+    Args:
+        path: the file to (re)place.
+        data: its new content.
+
+    Raises:
+        OSError: the folder cannot be created or written (the temporary file is removed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a unique name opened exclusively (not mkstemp, whose 0600 would ignore the user's umask)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,46 +1,74 @@
-"""ONNX export with dynamic batch/height/width, checked numerically against PyTorch.
+"""ONNX export with dynamic batch/height/width, checked numerically against PyTorch, and the cache
+of exported graphs in the user's cache folder.
 
 ``precision="fp16"`` bakes fp16 into the graph (weights in fp16, casts at the input and output),
 which is what strongly typed TensorRT 11 needs; the graph's inputs and outputs stay float32.
+
+:func:`cached_onnx` keeps each exported graph under ``onnx/`` in the user's cache
+(:mod:`streamsr.cache`), named by everything that invalidates it (:class:`GraphKey`): the
+network, precision, opset, a hash of the weights' bytes and a version of the code that builds and
+exports it. A later run reads the file instead of building the network and exporting it again.
+PyTorch is imported only when a graph is really exported.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
+import logging
+import re
 import warnings
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
+from ..cache import cache_dir, write_atomic
 from ..errors import ExportError
 from ..metrics import psnr
 from ..models.inputs import GRIDS
-from ..models.registry import ModelVariant
+from ..models.registry import ModelVariant, weights_path
 
-__all__ = ["OPSET", "OUTPUT_NAME", "check_onnx", "export_onnx"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["OPSET", "OUTPUT_NAME", "GraphCache", "GraphKey", "cached_onnx", "check_onnx", "export_onnx"]
+
+log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "output"
 OPSET = 17
 
 
-class _Fp16Graph(nn.Module):
-    """float32 in → fp16 network → float32 out; inputs declared full-precision (query tables)
-    stay float32."""
+@functools.cache
+def _fp16_graph_class() -> type:
+    """The float32 in → fp16 network → float32 out wrapper (defined on first use: torch is
+    imported only when exporting)."""
+    from torch import nn
 
-    def __init__(self, model: nn.Module, keep: tuple[bool, ...]):
-        super().__init__()
-        self.model, self.keep = model.half(), keep
+    class Fp16Graph(nn.Module):
+        """Inputs declared full-precision (query tables) stay float32."""
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(*(x if keep else x.half() for x, keep in zip(inputs, self.keep, strict=True))).float()
+        def __init__(self, model: nn.Module, keep: tuple[bool, ...]):
+            super().__init__()
+            self.model, self.keep = model.half(), keep
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(*(x if keep else x.half() for x, keep in zip(inputs, self.keep, strict=True))).float()
+
+    return Fp16Graph
 
 
 def _dummy_inputs(variant: ModelVariant, batch: int, height: int, width: int) -> list[torch.Tensor]:
     """Inputs for an h×w LR batch: random images and maps of their declared channels, on their
     grids (an output-grid input at the variant's factor, x2 for continuous models), tables from
     their own providers (coordinates must be real coordinates, not noise)."""
+    import torch
+
     from ..models.inputs import Grid, get_provider
 
     g = torch.Generator().manual_seed(0)
@@ -82,10 +110,12 @@ def export_onnx(
     Raises:
         ExportError: the exporter failed or the check found a mismatch.
     """
+    import torch
+
     if precision not in ("fp32", "fp16"):
         raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16")
     model = variant.build(weights=weights)
-    net = _Fp16Graph(model, tuple(i.full_precision for i in variant.inputs)) if precision == "fp16" else model
+    net = _fp16_graph_class()(model, tuple(i.full_precision for i in variant.inputs)) if precision == "fp16" else model
     names = list(variant.input_names)
     dynamic = {i.name: {0: "batch", **_spatial_axes(i.grid)} for i in variant.inputs}
     dynamic[OUTPUT_NAME] = {0: "batch", 2: "out_height", 3: "out_width"}
@@ -125,6 +155,7 @@ def check_onnx(data: bytes, model: nn.Module, variant: ModelVariant, tolerance_d
     """
     import onnx
     import onnxruntime as ort
+    import torch
 
     try:
         onnx.checker.check_model(onnx.load_from_string(data))
@@ -146,3 +177,183 @@ def check_onnx(data: bytes, model: nn.Module, variant: ModelVariant, tolerance_d
             )
         results.append(db)
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache of exported graphs
+
+#: bump when the export changes in a way that neither the version nor the sources below show
+GRAPH_FORMAT = 1
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text)
+
+
+@functools.cache
+def _sources_digest(extra: str | None) -> str:
+    """sha256 over the code a graph comes from: the model definitions (``streamsr/models``), the
+    resampling taps they use (``streamsr/metrics.py``), this module, and ``extra`` (the file
+    defining a model registered from outside the package). A changed architecture in a source
+    checkout, where the version stays the same, never reuses an old graph."""
+    here = Path(__file__).resolve()
+    package = here.parents[1]
+    files = sorted(package.joinpath("models").rglob("*.py")) + [package / "metrics.py", here]
+    if extra and Path(extra).resolve() not in files:
+        files.append(Path(extra).resolve())
+    digest = hashlib.sha256()
+    for path in files:
+        name = path.relative_to(package).as_posix() if path.is_relative_to(package) else path.name
+        try:
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        except OSError:  # compiled-only install: the version alone tells releases apart
+            continue
+    return digest.hexdigest()
+
+
+def _code_version(variant: ModelVariant) -> str:
+    """streamsr's version, PyTorch's major.minor (its exporter writes the graph), the graph
+    format, and the digest of the sources (see :func:`_sources_digest`)."""
+    import inspect
+
+    from .. import __version__
+
+    try:
+        torch_version = ".".join(metadata.version("torch").split(".")[:2])
+    except metadata.PackageNotFoundError:
+        torch_version = "none"
+    try:
+        factory_file = inspect.getsourcefile(variant.spec.factory) if variant.spec.factory else None
+    except TypeError:
+        factory_file = None
+    tag = f"{__version__}|torch{torch_version}|g{GRAPH_FORMAT}|{_sources_digest(factory_file)}"
+    return f"v{_slug(__version__)}-torch{torch_version}-{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
+
+
+def _weights_digest(variant: ModelVariant, weights: str | Path | None) -> str | None:
+    """sha256[:16] of the weights' bytes (the user's file, else the shipped one); "none" for a
+    network without weights; None when the file cannot be read (the export then says why)."""
+    path = Path(weights) if weights is not None else weights_path(variant.spec, variant.factor)
+    if path is None:
+        return "none"
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class GraphKey:
+    """Everything that invalidates an exported graph; :attr:`filename` spells all of it.
+
+    Args:
+        variant: the network's name (``espcn_x2``, ``irn_x2-down``: ModelVariant.name).
+        precision: "fp32" or "fp16".
+        opset: the ONNX opset exported to.
+        weights: sha256[:16] of the weights file's bytes ("none" for a network without weights).
+        code: the code's version (:func:`_code_version`).
+    """
+
+    variant: str
+    precision: str
+    opset: int
+    weights: str
+    code: str
+
+    @classmethod
+    def make(cls, variant: ModelVariant, precision: str = "fp32", weights: str | Path | None = None) -> GraphKey | None:
+        """The key of ``variant``'s graph with ``weights`` (None: the shipped ones); None when the
+        weights file cannot be read (nothing to key on: export and let it report the problem)."""
+        digest = _weights_digest(variant, weights)
+        if digest is None:
+            return None
+        return cls(variant.name, precision, OPSET, digest, _code_version(variant))
+
+    @property
+    def filename(self) -> str:
+        """The cached file's name."""
+        return f"{self.variant}-{self.precision}-opset{self.opset}-w{self.weights}-{self.code}.onnx"
+
+
+class GraphCache:
+    """A folder of exported graphs named by :class:`GraphKey`.
+
+    Args:
+        folder: where graphs live (default: ``onnx/`` in the user's cache, see :mod:`streamsr.cache`).
+    """
+
+    #: folders already reported unwritable (one log line each, not one per backend loaded)
+    _unwritable: ClassVar[set[Path]] = set()
+
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = Path(folder) if folder else cache_dir("onnx")
+
+    def path(self, key: GraphKey) -> Path:
+        """Where the graph of ``key`` is (or would be) stored."""
+        return self.folder / key.filename
+
+    def load(self, key: GraphKey) -> bytes | None:
+        """The cached graph, or None when there is none or it cannot be read. A file that cannot
+        be an ONNX model (empty, or not starting with the model's first field) counts as none."""
+        try:
+            data = self.path(key).read_bytes()
+        except OSError:
+            return None
+        return data if data[:1] == b"\x08" else None
+
+    def store(self, key: GraphKey, data: bytes) -> bool:
+        """Write the graph atomically; False (and one warning per folder) when the folder cannot
+        be written, which only costs the next run another export."""
+        try:
+            write_atomic(self.path(key), data)
+            return True
+        except OSError as exc:
+            if self.folder not in self._unwritable:
+                self._unwritable.add(self.folder)
+                log.warning("cannot cache the exported ONNX graph in %s (%s); exporting on every run",
+                            self.folder, exc.strerror or exc)
+            return False
+
+    def list(self) -> list[Path]:
+        """Every cached graph, sorted by name."""
+        return sorted(self.folder.glob("*.onnx")) if self.folder.is_dir() else []
+
+
+def cached_onnx(
+    variant: ModelVariant,
+    *,
+    precision: str = "fp32",
+    weights: str | Path | None = None,
+    cache: GraphCache | None = None,
+    refresh: bool = False,
+) -> tuple[bytes, bool]:
+    """``variant``'s ONNX graph from the cache, else exported (unchecked, as
+    :func:`export_onnx` with ``check=False``) and cached for the next run.
+
+    Args:
+        variant: the network.
+        precision: "fp32" or "fp16".
+        weights: user weights instead of the shipped ones.
+        cache: the cache (default: :class:`GraphCache` in the user's cache folder).
+        refresh: export again and replace the cached file (one a consumer could not load).
+
+    Returns:
+        (the serialized graph, whether it came from the cache).
+
+    Raises:
+        ExportError, WeightsError: as :func:`export_onnx`.
+    """
+    cache = cache or GraphCache()
+    key = GraphKey.make(variant, precision, weights)
+    if key is not None and not refresh:
+        data = cache.load(key)
+        if data is not None:
+            return data, True
+    data = export_onnx(variant, precision=precision, weights=weights, check=False)
+    if key is not None:
+        cache.store(key, data)
+    return data, False

@@ -1,16 +1,20 @@
-"""ONNX Runtime backend: the model is exported in memory and run by an InferenceSession."""
+"""ONNX Runtime backend: the exported graph (from the user's cache after the first run, see
+:func:`~streamsr.backends.export.cached_onnx`) run by an InferenceSession."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..models.registry import ModelVariant
 from .base import BackendBase, register_backend
-from .export import OUTPUT_NAME, export_onnx
+from .export import OUTPUT_NAME, cached_onnx
 
 __all__ = ["OnnxRuntimeBackend", "OrtConfig"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,12 +41,25 @@ class OnnxRuntimeBackend(BackendBase):
     """Runs the exported graph with ONNX Runtime."""
 
     def __init__(self, variant: ModelVariant, config: OrtConfig, weights: str | None = None):
-        import onnxruntime as ort
-
         self.variant, self.config = variant, config
         self.input_names = variant.input_names
         precision = config.precision if config.device == "cuda" else "fp32"
-        data = export_onnx(variant, precision=precision, weights=weights, check=False)
+        data, cached = cached_onnx(variant, precision=precision, weights=weights)
+        try:
+            self.session = self._session(data)
+        except Exception as exc:  # ONNX Runtime's errors share no base class but Exception
+            if not cached:
+                raise
+            # the cached file was damaged after it was written (writes are atomic): export again
+            log.warning("the cached ONNX graph of %s could not be loaded (%s); exporting it again",
+                        variant.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            data, _ = cached_onnx(variant, precision=precision, weights=weights, refresh=True)
+            self.session = self._session(data)
+
+    def _session(self, data: bytes):
+        import onnxruntime as ort
+
+        config = self.config
         opts = ort.SessionOptions()
         if config.threads:
             opts.intra_op_num_threads = config.threads
@@ -52,7 +69,7 @@ class OnnxRuntimeBackend(BackendBase):
         # (LTE at 4K on tiles: 19 GB against 11). Without it the peak stays the first call's, at
         # the same speed (BENCHMARKS.md).
         opts.enable_mem_pattern = False
-        self.session = ort.InferenceSession(data, opts, providers=_providers(config.device))
+        return ort.InferenceSession(data, opts, providers=_providers(config.device))
 
     @classmethod
     def available(cls, device: str) -> bool:
