@@ -58,6 +58,22 @@ def test_onnxruntime_and_torch_agree(name, scale, part):
     assert _psnr(outs["torch"], outs["onnxruntime"]) > 45
 
 
+@pytest.mark.parametrize("name,scale,part", CASES, ids=map(case_id, CASES))
+def test_torch_channels_last_gives_the_same_output(name, scale, part):
+    """NHWC on the CPU (chosen per network from the speed table) changes the order of the sums,
+    nothing else: outputs agree within float32 rounding."""
+    variant = get_model(name, scale).variant(scale, part)
+    batch, extra = network_inputs(name, scale, 2, 24, 36, np.random.default_rng(0), maps=0.2, part=part)
+    outs = []
+    for channels_last in (False, True):
+        b = create_backend("torch", variant, device="cpu", options={"torch": {"channels_last": channels_last}})
+        try:
+            outs.append(b.infer(batch, extra))
+        finally:
+            b.close()
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_export_dynamic_shapes(tmp_path, precision):
     import onnxruntime as ort

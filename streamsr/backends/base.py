@@ -5,16 +5,23 @@ declares its :class:`Capabilities` (where it runs, whether it takes device tenso
 batch); wrappers (tiling, the multi-camera hub) forward them through :class:`WrappedBackend`.
 Each backend has one frozen, keyword-only config dataclass whose fields are reachable from the CLI
 (``--backend-option torch.threads=2``) and TOML (``[backend.torch]`` tables), checked by name.
-``auto`` walks :data:`PREFERENCE` and takes the first backend available for the device; there is
-no if/elif ladder over names.
+``auto`` takes, for the network being loaded, the backend that measured fastest on the device in
+the shipped table :data:`SPEED_TABLE` (model-only frames per second, produced by
+``tools/measure_backend_speed.py``) among those available here; a network, device or precision the
+table does not hold walks :data:`PREFERENCE` and takes the first backend available. There is no
+if/elif ladder over names or models: both are data.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import logging
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -27,10 +34,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREFERENCE",
+    "SPEED_TABLE",
     "Backend",
     "BackendBase",
     "BackendInfo",
     "Capabilities",
+    "MeasuredSpeed",
     "WrappedBackend",
     "backend_option_names",
     "coerce_backend_options",
@@ -38,10 +47,13 @@ __all__ = [
     "get_backend_class",
     "list_backends",
     "load_backend",
+    "measured_speeds",
     "register_backend",
     "resolve_backend",
     "resolve_device",
 ]
+
+log = logging.getLogger(__name__)
 
 #: fields of a backend's config that the run sets (not user options)
 _RUN_FIELDS = ("device", "precision")
@@ -170,11 +182,65 @@ class BackendInfo:
 
 _BACKENDS: dict[str, BackendInfo] = {}
 
-#: Order ``auto`` tries, per device: fastest first (measured in BENCHMARKS.md for the CPU).
+#: Order ``auto`` tries, per device, for a network the speed table does not hold.
 PREFERENCE: dict[str, tuple[str, ...]] = {
     "cuda": ("tensorrt", "torch", "onnxruntime"),
     "cpu": ("onnxruntime", "torch"),
 }
+
+#: the shipped table of measured model-only speeds (see :func:`measured_speeds`)
+SPEED_TABLE = Path(__file__).resolve().parents[1] / "data" / "backend_speed.json"
+
+
+@dataclass(frozen=True)
+class MeasuredSpeed:
+    """One row of the speed table: a network on a backend with some of its options.
+
+    Args:
+        variant: the network's name (ModelVariant.name: ``espcn_x2``, ``irn_x2-down``, ``lte``).
+        device: "cpu" or "cuda".
+        precision: "fp32", "fp16", ...
+        backend: the backend's name.
+        options: the backend options it ran with (``{"channels_last": True}``); the backend's
+            defaults for the rest.
+        fps: model-only frames per second.
+    """
+
+    variant: str
+    device: str
+    precision: str
+    backend: str
+    options: Mapping[str, Any]
+    fps: float
+
+
+@functools.cache
+def _speed_rows(path: Path) -> tuple[MeasuredSpeed, ...]:
+    try:
+        data = json.loads(path.read_text())
+        return tuple(MeasuredSpeed(r["variant"], r["device"], r["precision"], r["backend"],
+                                   dict(r.get("options", {})), float(r["fps"])) for r in data["rows"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read the backend speed table %s (%s); auto uses the fixed order", path, exc)
+        return ()
+
+
+def measured_speeds(variant: ModelVariant | str, device: str, precision: str | None = None, *,
+                    backend: str | None = None, table: Path | None = None) -> list[MeasuredSpeed]:
+    """The table's rows for a network on a device, fastest first.
+
+    Args:
+        variant: the network (or its name).
+        device: "cpu" or "cuda".
+        precision: the run's (None: fp16 on CUDA, fp32 on the CPU, as :func:`create_backend`).
+        backend: only this backend's rows (its fastest options first).
+        table: another table file (default :data:`SPEED_TABLE`).
+    """
+    name = variant if isinstance(variant, str) else variant.name
+    precision = precision or ("fp16" if device == "cuda" else "fp32")
+    rows = [r for r in _speed_rows(table or SPEED_TABLE)
+            if (r.variant, r.device, r.precision) == (name, device, precision) and backend in (None, r.backend)]
+    return sorted(rows, key=lambda r: -r.fps)
 
 
 def register_backend(name: str, config: type) -> Callable[[type], type]:
@@ -283,14 +349,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_backend(name: str, device: str) -> str:
-    """Pick the backend name: the first available in :data:`PREFERENCE` for ``auto``.
+def resolve_backend(name: str, device: str, variant: ModelVariant | str | None = None,
+                    precision: str | None = None) -> str:
+    """Pick the backend name. For ``auto``: the fastest available one measured for ``variant``
+    on ``device`` at ``precision`` (:func:`measured_speeds`), else the first available in
+    :data:`PREFERENCE` (also when no variant is given).
+
+    Args:
+        name: a backend's name or ``auto``.
+        device: "cpu" or "cuda" (resolved).
+        variant: the network that will be loaded (or its name).
+        precision: the run's (None: the device's default).
 
     Raises:
         BackendUnavailableError: the named backend cannot run on ``device`` (with the reason).
     """
     if name == "auto":
-        for candidate in PREFERENCE[device]:
+        measured = [r.backend for r in measured_speeds(variant, device, precision)] if variant is not None else []
+        for candidate in dict.fromkeys(measured + list(PREFERENCE[device])):
             if candidate in _BACKENDS and _BACKENDS[candidate].cls.available(device):
                 return candidate
         raise BackendUnavailableError(f"no inference backend is available for {device}")
@@ -314,7 +390,7 @@ def create_backend(
     """Resolve device and backend, then load the network on it.
 
     Args:
-        name: backend name or ``auto``.
+        name: backend name or ``auto`` (the fastest measured for ``variant``, see :func:`resolve_backend`).
         variant: the network to load (``spec.variant(factor)``).
         device: auto, cpu or cuda.
         precision: fp32 or fp16 (None = fp16 on CUDA, fp32 on CPU).
@@ -328,11 +404,11 @@ def create_backend(
     """
     options = coerce_backend_options(options or {})
     device = resolve_device(device)
-    chosen = resolve_backend(name, device)
     if precision is None:
         precision = "fp16" if device == "cuda" else "fp32"
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"unknown precision {precision!r}; use fp32 or fp16")
+    chosen = resolve_backend(name, device, variant, precision)
     if name != "auto":
         for other, opts in options.items():
             if other != chosen and opts:

@@ -1,4 +1,5 @@
-"""PyTorch backend: CPU, or CUDA with fp16 and channels_last."""
+"""PyTorch backend: CPU, or CUDA with fp16; channels_last on CUDA, and on the CPU for the
+networks it measured faster for (the speed table, see :func:`~streamsr.backends.base.measured_speeds`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from ..models.registry import ModelVariant
-from .base import BackendBase, Capabilities, register_backend
+from .base import BackendBase, Capabilities, measured_speeds, register_backend
 
 __all__ = ["TorchBackend", "TorchConfig"]
 
@@ -23,7 +24,9 @@ class TorchConfig:
     Args:
         device: "cpu" or "cuda".
         precision: "fp32" or "fp16" (fp16 only on CUDA).
-        channels_last: use NHWC memory format on CUDA (faster convolutions with tensor cores).
+        channels_last: use the NHWC memory format. None: on CUDA (faster convolutions with tensor
+            cores), and on the CPU where the speed table measured it faster for the network
+            (oneDNN's NHWC convolutions: 1.2-1.7x for some networks, slower for others).
         threads: CPU threads for intra-op parallelism (None = PyTorch's default).
         compile: run the network through ``torch.compile`` (Inductor kernels; on CUDA in
             "reduce-overhead" mode, which replays CUDA graphs). The first frame of each size
@@ -33,9 +36,20 @@ class TorchConfig:
 
     device: str = "cpu"
     precision: str = "fp32"
-    channels_last: bool = True
+    channels_last: bool | None = None
     threads: int | None = None
     compile: bool = False
+
+
+def _channels_last(config: TorchConfig, variant: ModelVariant) -> bool:
+    """The config's choice; by default always on CUDA, and on the CPU as the fastest measured
+    torch row of the speed table has it (off for a network the table does not hold)."""
+    if config.channels_last is not None:
+        return config.channels_last
+    if config.device == "cuda":
+        return True
+    fastest = measured_speeds(variant, config.device, "fp32", backend="torch")
+    return bool(fastest and fastest[0].options.get("channels_last", False))
 
 
 @register_backend("torch", TorchConfig)
@@ -51,10 +65,9 @@ class TorchBackend(BackendBase):
         self.capabilities = Capabilities(location="torch", device=str(self.device), device_tensors=True, banded=True)
         self.dtype = torch.float16 if config.precision == "fp16" and config.device == "cuda" else torch.float32
         model = variant.build(weights=weights).to(self.device, self.dtype)
-        self.memory_format = (
-            torch.channels_last if config.channels_last and config.device == "cuda" else torch.contiguous_format
-        )
-        self.model = model.to(memory_format=self.memory_format)
+        self.memory_format = torch.channels_last if _channels_last(config, variant) else torch.contiguous_format
+        # only 4-D weights take the format (Module.to would refuse UDVD's 5-D kernel buffers)
+        self.model = model._apply(lambda t: t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t)
         if config.device == "cuda":
             torch.backends.cudnn.benchmark = True
         self.graphs = config.compile and self.device.type == "cuda"
