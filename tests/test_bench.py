@@ -142,3 +142,36 @@ def test_cli_bench_runs_either_part_of_a_pair():
         r = CliRunner().invoke(main, ["bench", "--model", "irn", "--scale", "2", "--part", part, "--size", "32x24",
                                       "--frames", "2", "--backend", "torch"])
         assert r.exit_code == 0 and title in r.output, r.output
+
+
+def test_peer_baseline_runs_the_naive_script_and_streamsr_interleaved(tmp_path):
+    """`bench --peer`: both whole processes run on the same clip, the script's output is a real
+    upscaled video, and the table says who was faster (no timing is asserted)."""
+    import av
+
+    from streamsr.backends.export import cached_onnx
+    from streamsr.bench import synth_clip
+    from streamsr.bench_peer import NAIVE_SCRIPT, realistic_bound, run_peer
+    from streamsr.models import get_model
+
+    clip = synth_clip(tmp_path / "c.mp4", 64, 48, 6)
+    graph = tmp_path / "g.onnx"
+    graph.write_bytes(cached_onnx(get_model("espcn").variant(2), precision="fp32")[0])
+    result = run_peer(clip, graph, ["--model", "espcn", "--scale", "2"], frames=6, rounds=2)
+    assert len(result.naive) == len(result.streamsr) == 2 and min(result.naive + result.streamsr) > 0
+    assert result.as_dict()["speedup_median"] > 0
+    script = tmp_path / "naive.py"
+    script.write_text(NAIVE_SCRIPT)
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(script), str(clip), str(graph), str(tmp_path / "n.mp4"), "18", "veryfast"],
+                   check=True)
+    with av.open(str(tmp_path / "n.mp4")) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (128, 96)
+    assert realistic_bound(20.0, 20.0) == pytest.approx(10.0)  # each frame pays both times on the same cores
+    out = CliRunner().invoke(main, ["bench", "--peer", "--model", "espcn", "--scale", "2", "--size", "64x48",
+                                    "--frames", "4", "--rounds", "1"])
+    assert out.exit_code == 0, out.output
+    assert "naive script" in out.output and "Realistic bound" in out.output

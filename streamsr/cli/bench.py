@@ -72,8 +72,11 @@ def _weights(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
 @click.option("--batches", default="1,4", show_default=True, help="--matrix: batch sizes.")
 @click.option("--codec", default="libx264", show_default=True, help="Encoder of the end-to-end runs.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the PyTorch backend.")
+@click.option("--peer", is_flag=True, help="A 40-line user script (decode, ONNX Runtime per frame, encode) against "
+                                           "`streamsr run`, whole processes interleaved, and the realistic bound.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="--peer: rounds of each.")
 def bench(preset_name, model, scale, out_size, part, size, frames, backends, backend_option, weights, device, preset, output,
-          matrix, models, sizes, requests, precisions, batches, codec, compile_):
+          matrix, models, sizes, requests, precisions, batches, codec, compile_, peer, rounds):
     """Measure per-stage and end-to-end throughput against a sequential loop, or (--matrix) the
     model-only and end-to-end fps of every model, size, requested output, precision and batch size.
 
@@ -84,6 +87,7 @@ def bench(preset_name, model, scale, out_size, part, size, frames, backends, bac
       streamsr bench --model irn --scale 2 --part down --size 1280x720    # the sender's end
       streamsr bench --matrix --device cuda --output BENCHMARKS.md
       streamsr bench --matrix --models espcn,liif,lte --sizes 640x360 --requests 1280x720,1080p
+      streamsr bench --peer --model espcn --scale 2 --size 640x360 --frames 60
     """
     from ..bench import run_bench
     from ..bench_matrix import format_matrix, parse_request, run_matrix
@@ -94,7 +98,12 @@ def bench(preset_name, model, scale, out_size, part, size, frames, backends, bac
                                       "preset": preset, "codec": codec, "backend_option": backend_option,
                                       "compile_": compile_, "weights": shared})
     report = lambda line: click.echo(line, err=True)
-    if matrix:
+    if peer:
+        from ..bench_peer import peer_table
+
+        w, h = _size(size, "--size")
+        table = peer_table(base, w, h, frames, rounds, report)
+    elif matrix:
         try:
             batch_list = [int(b) for b in batches.split(",")]
         except ValueError:

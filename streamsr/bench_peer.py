@@ -1,0 +1,176 @@
+"""The peer baseline of ``streamsr bench --peer``: what a user could script in 40 lines, against
+``streamsr run`` as a whole process, on the same clip, rounds interleaved; and the realistic bound
+of the machine (the network and the codecs sharing its cores).
+
+The script (:data:`NAIVE_SCRIPT`) is what the issue measured: PyAV decode → rgb24 → float →
+ONNX Runtime ``session.run`` per frame → clamp, round → PyAV libx264. It is given the exported
+graph as a file (a user would have one), so it pays no export; both are timed as whole processes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["NAIVE_SCRIPT", "PeerResult", "codec_only_fps", "peer_table", "realistic_bound", "run_peer"]
+
+NAIVE_SCRIPT = r'''
+import sys, av, numpy as np, onnxruntime as ort
+src, graph, dst, crf, preset = sys.argv[1:6]
+session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+with av.open(src) as inp, av.open(dst, "w") as out:
+    vin = inp.streams.video[0]
+    vin.thread_type = "AUTO"
+    stream = None
+    for frame in inp.decode(vin):
+        x = frame.to_ndarray(format="rgb24").astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+        y = session.run(None, {name: x})[0][0]
+        img = np.clip(y.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if stream is None:
+            stream = out.add_stream("libx264", rate=vin.average_rate or 25)
+            stream.width, stream.height, stream.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+            stream.options = {"crf": crf, "preset": preset}
+        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+'''
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    """Wall seconds of each round (whole processes), and what they make of each other.
+
+    Args:
+        frames: frames in the clip.
+        naive: the script's wall seconds per round.
+        streamsr: ``streamsr run``'s wall seconds per round.
+    """
+
+    frames: int
+    naive: list[float]
+    streamsr: list[float]
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster streamsr is than the script (medians)."""
+        return statistics.median(self.naive) / statistics.median(self.streamsr)
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "naive_s": [round(t, 2) for t in self.naive],
+                "streamsr_s": [round(t, 2) for t in self.streamsr], "speedup_median": round(self.speedup, 3),
+                "speedup_best": round(min(self.naive) / min(self.streamsr), 3)}
+
+
+def realistic_bound(model_fps: float, codec_fps: float) -> float:
+    """The most frames a second the machine can give when the network (``model_fps`` alone, on
+    every core) and the decode + encode (``codec_fps`` alone, on every core) share the cores: each
+    frame costs the sum of the two times."""
+    return 1.0 / (1.0 / model_fps + 1.0 / codec_fps)
+
+
+def _timed(args: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def run_peer(clip: Path, graph: Path, run_args: list[str], *, frames: int, rounds: int = 3, crf: int = 18,
+             preset: str = "veryfast") -> PeerResult:
+    """Time the naive script and ``streamsr run`` on ``clip``, interleaved, ``rounds`` each.
+
+    Args:
+        clip: the input.
+        graph: the exported ONNX graph of the network the run uses (the script loads it).
+        run_args: ``streamsr run`` options after the input and output (model, scale, backend...).
+        frames: frames in the clip (reported).
+    """
+    naive, ours = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "naive.py"
+        script.write_text(NAIVE_SCRIPT)
+        for _ in range(rounds):
+            naive.append(_timed([sys.executable, str(script), str(clip), str(graph), f"{tmp}/naive.mp4", str(crf),
+                                 preset]))
+            ours.append(_timed([sys.executable, "-m", "streamsr.cli", "run", str(clip), "-o", f"{tmp}/ours.mp4",
+                                "--crf", str(crf), "--preset", preset, "-q", *run_args]))
+    return PeerResult(frames, naive, ours)
+
+
+def codec_only_fps(clip: Path, out_size: tuple[int, int], *, crf: int = 18, preset: str = "veryfast") -> float:
+    """Frames a second of decoding ``clip`` and encoding frames of ``out_size`` (width, height)
+    with libx264 on every core, no network: the codecs' share of a run."""
+    import av
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp, av.open(str(clip)) as inp, av.open(f"{tmp}/o.mp4", "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = out_size[0], out_size[1], "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset}
+        inp.streams.video[0].thread_type = "AUTO"
+        big = av.VideoFrame.from_ndarray(np.zeros((out_size[1], out_size[0], 3), np.uint8), format="rgb24")
+        start, n = time.perf_counter(), 0
+        for frame in inp.decode(video=0):
+            frame.to_ndarray(format="rgb24")  # what a run converts
+            for packet in stream.encode(big.reformat(format="yuv420p")):
+                out.mux(packet)
+            n += 1
+        for packet in stream.encode():
+            out.mux(packet)
+        return n / (time.perf_counter() - start)
+
+
+def peer_table(config, width: int, height: int, frames: int, rounds: int, report=lambda line: None) -> str:
+    """``streamsr bench --peer``: the naive script against ``streamsr run`` (whole processes,
+    interleaved), and streamsr's in-loop fps against the realistic bound, as a Markdown table.
+
+    Args:
+        config: the run's settings (model, scale; run on ONNX Runtime, fp32, the CPU).
+        width, height: the synthetic clip's size.
+        frames: its length.
+        rounds: rounds of each.
+    """
+    from .backends import create_backend
+    from .backends.export import cached_onnx
+    from .bench import model_only_fps, run_geometry, synth_clip
+
+    config, geometry, variant = run_geometry(config, width, height)
+    args = ["--model", config.model, "--backend", "onnxruntime", "--device", "cpu",
+            *(["--scale", str(config.scale)] if config.scale else [])]
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = synth_clip(Path(tmp) / "clip.mp4", width, height, frames)
+        graph = Path(tmp) / "net.onnx"
+        graph.write_bytes(cached_onnx(variant, precision="fp32", weights=config.weights)[0])
+        report(f"peer: {rounds} rounds of the naive script and streamsr run, {frames} frames {width}x{height}")
+        result = run_peer(clip, graph, args + ["--stats-json", f"{tmp}/s.json"], frames=frames, rounds=rounds)
+        loop_fps = json.loads(Path(f"{tmp}/s.json").read_text())["fps"]
+        backend = create_backend("onnxruntime", variant, device="cpu")
+        model = model_only_fps(backend, width, height, 1)
+        backend.close()
+        codecs = codec_only_fps(clip, geometry.out_size)
+    bound = realistic_bound(model, codecs)
+    d = result.as_dict()
+    return "\n".join([
+        f"### Peer baseline: {variant.name}, {width}x{height}, {frames} frames, ONNX Runtime fp32, CPU",
+        "",
+        "| | naive script (s) | streamsr run (s) | streamsr faster (median / best) |",
+        "|---|---|---|---|",
+        (f"| whole process, {rounds} rounds interleaved | {d['naive_s']} | {d['streamsr_s']} | "
+        f"{d['speedup_median']}x / {d['speedup_best']}x |"),
+        "",
+        (f"Realistic bound: network alone {model:.1f} fps and codecs alone {codecs:.1f} fps sharing the cores: "
+        f"{bound:.1f} fps; streamsr's last round ran its frames at {loop_fps:.1f} fps, "
+        f"{loop_fps / bound:.2f} of it."),
+    ])
+
+
+if __name__ == "__main__":  # python -m streamsr.bench_peer CLIP GRAPH [run options...]
+    result = run_peer(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:], frames=0)
+    print(json.dumps(result.as_dict()))
