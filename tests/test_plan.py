@@ -374,3 +374,27 @@ def test_a_live_run_too_slow_for_its_input_is_said_with_numbers():
     assert "lighter model" not in too_slow_notice(9.0, 25.0, "espcn_x2 on onnxruntime (cpu)")  # already it
     assert too_slow_notice(24.0, 25.0, "espcn") is None  # keeps up (within the margin)
     assert too_slow_notice(None, 25.0, "x") is None and too_slow_notice(5.0, None, "x") is None
+
+
+def test_the_memory_plan_measures_a_network_once_per_code(tmp_path, monkeypatch):
+    """The meta-device measurement (0.7 s and PyTorch's compiler stack per run) is kept in the user
+    cache: a later run of the same network and code reads it; a damaged file is measured again."""
+    from streamsr.pipeline import memory
+
+    monkeypatch.setenv("STREAMSR_CACHE_DIR", str(tmp_path))
+    variant = get_model("espcn").variant(2)
+    measured = []
+    real = memory._measure_bytes_per_pixel
+    monkeypatch.setattr(memory, "_measure_bytes_per_pixel", lambda v, s: measured.append(v.name) or real(v, s))
+    memory.network_bytes_per_pixel.cache_clear()
+    first = memory.network_bytes_per_pixel(variant)
+    memory.network_bytes_per_pixel.cache_clear()  # as a new process would start
+    assert memory.network_bytes_per_pixel(variant) == first and measured == ["espcn_x2"]
+    (tmp_path / "plan" / memory.MEASURED_FILE).write_text("{ damaged")
+    memory.network_bytes_per_pixel.cache_clear()
+    assert memory.network_bytes_per_pixel(variant) == first and measured == ["espcn_x2"] * 2
+    monkeypatch.setattr("streamsr.backends.export.code_version", lambda v: "another-version")
+    memory.network_bytes_per_pixel.cache_clear()
+    memory.network_bytes_per_pixel(variant)
+    assert measured == ["espcn_x2"] * 3  # changed code: measured anew
+    memory.network_bytes_per_pixel.cache_clear()

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["OPSET", "OUTPUT_NAME", "GraphCache", "GraphKey", "cached_onnx", "check_onnx", "export_onnx"]
+__all__ = ["OPSET", "OUTPUT_NAME", "GraphCache", "GraphKey", "cached_onnx", "check_onnx", "code_version", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,10 @@ def _sources_digest(extra: str | None) -> str:
     return digest.hexdigest()
 
 
-def _code_version(variant: ModelVariant) -> str:
+def code_version(variant: ModelVariant) -> str:
     """streamsr's version, PyTorch's major.minor (its exporter writes the graph), the graph
-    format, and the digest of the sources (see :func:`_sources_digest`)."""
+    format, and the digest of the sources (see :func:`_sources_digest`): what anything derived
+    from a network's code (its graph, the memory plan's measurement of it) is keyed by."""
     import inspect
 
     from .. import __version__
@@ -271,7 +272,7 @@ class GraphKey:
         digest = _weights_digest(variant, weights)
         if digest is None:
             return None
-        return cls(variant.name, precision, OPSET, digest, _code_version(variant))
+        return cls(variant.name, precision, OPSET, digest, code_version(variant))
 
     @property
     def filename(self) -> str:

@@ -38,11 +38,19 @@ def parse_bytes(text: str | float) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
+#: the file that keeps :func:`network_bytes_per_pixel`'s measurements between runs (under the
+#: user's cache folder, keyed by network, scale and the code's version)
+MEASURED_FILE = "network_bytes.json"
+
+
 @functools.lru_cache(maxsize=32)
 def network_bytes_per_pixel(variant: ModelVariant, scale: tuple[float, float] | None = None) -> float:
     """Working memory of ``variant`` per LR pixel of a one-frame batch in float32: the largest
     operation's inputs plus outputs (measured at two sizes on the meta device, the difference
     divided by the pixels between them, so the weights drop out), times a safety factor.
+
+    The measurement (0.7 s and PyTorch's compiler stack loaded, on two cores) is kept in the
+    user's cache folder (``plan/``), so a later run of the same network and code reads it.
 
     Args:
         variant: the network.
@@ -50,6 +58,31 @@ def network_bytes_per_pixel(variant: ModelVariant, scale: tuple[float, float] | 
             works per output pixel); fixed-factor networks know their own. Measured decoding the
             whole frame at once, as an exported graph does (PyTorch decodes in bands: less).
     """
+    import json
+
+    from ..backends.export import code_version
+    from ..cache import cache_dir, write_atomic
+
+    path = cache_dir("plan") / MEASURED_FILE
+    key = f"{variant.name}|{scale}|{_NETWORK_SAFETY}|{code_version(variant)}"
+    known: dict = {}
+    try:
+        loaded = json.loads(path.read_text())
+        known = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):  # none yet, or damaged: measured (and written) again
+        pass
+    if isinstance(known.get(key), (int, float)):
+        return float(known[key])
+    value = _measure_bytes_per_pixel(variant, scale)
+    try:
+        write_atomic(path, json.dumps({**known, key: value}, indent=0).encode())
+    except OSError:  # an unwritable cache: measured again next time
+        pass
+    return value
+
+
+def _measure_bytes_per_pixel(variant: ModelVariant, scale: tuple[float, float] | None) -> float:
+    """:func:`network_bytes_per_pixel`, measured."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
