@@ -9,6 +9,7 @@ never a duration. With ``STREAMSR_UI_SCREENSHOTS=DIR`` the browser tests also sa
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import json
@@ -152,13 +153,15 @@ def test_unknown_paths_are_404_and_no_path_reaches_the_filesystem(served):
 
 
 def test_preview_frames_are_what_run_writes(clip, tmp_path):
-    """Lossless output: each frame `run` wrote equals the preview's frame exactly."""
+    """Lossless output: each frame `run` wrote equals the preview's frame exactly (the preview
+    shows each frame on its own, as a run without tile reuse makes it)."""
     config = RunConfig.from_options(model="espcn", scale=2, codec="ffv1")
     out = tmp_path / "run.mkv"
-    upscale_video(clip, out, config)
+    upscale_video(clip, out, dataclasses.replace(config, reuse="off"))
     with Source(out, audio=False) as source:
         written = [to_rgb(f.image, f.colour) for f in source]
-    with Preview(clip, config) as preview:
+    with Preview(clip, dataclasses.replace(config, reuse="on")) as preview:  # the preview turns it off
+        assert preview.sr.plan.reuse is None
         assert len(written) == preview.count == 10
         for n in (0, 7, 3):  # out of order: the reader decodes again from the start
             assert np.array_equal(preview.image(n, "sr"), written[n]), n

@@ -69,6 +69,8 @@ class Rendering:
     """
 
     def __init__(self, config: RunConfig, info: VideoInfo, source: SourcePlan, machine: Machine):
+        # a frame on its own, in any order: tile reuse would show tiles of whichever frame came before
+        config = dataclasses.replace(config, reuse="off")
         backend = load_backend(config, plan_variant(config, info))
         try:
             plan = plan_run(config, info, PREVIEW_DESTINATION, source, backend, machine)
