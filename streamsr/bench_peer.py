@@ -170,7 +170,3 @@ def peer_table(config, width: int, height: int, frames: int, rounds: int, report
         f"{loop_fps / bound:.2f} of it."),
     ])
 
-
-if __name__ == "__main__":  # python -m streamsr.bench_peer CLIP GRAPH [run options...]
-    result = run_peer(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:], frames=0)
-    print(json.dumps(result.as_dict()))

@@ -195,6 +195,8 @@ class TileReuse:
         self._shape: tuple | None = None
         self._out: np.ndarray | None = None
         self._noise: list[float] | None = None  # the levels of the two statistics
+        # the any-scale decoders read one query table per call: tiles, each with its own, run alone
+        self._batch = 1 if any(i.per_batch for i in backend.variant.inputs) else backend.capabilities.max_batch
 
     def _start(self, h: int, w: int, big: tuple[int, int]) -> None:
         p = self.policy
@@ -207,8 +209,8 @@ class TileReuse:
         presented at ``time`` seconds; ``key``: the input flagged it a keyframe."""
         _, h, w = image.shape
         big = output_size(self.backend.variant, h, w, extra)
-        if not self.counters.on:
-            return self._whole(image, extra, None, time, None, count=False)
+        if not self.counters.on:  # --reuse auto turned it off: whole frames, nothing kept
+            return self.backend.infer(np.ascontiguousarray(image[None]), extra)[0]
         if self._shape != (h, w, big):
             self._start(h, w, big)
         windows = np.stack([image[:, t.lr_y[0]:t.lr_y[1], t.lr_x[0]:t.lr_x[1]] for t in self.tiles])
@@ -247,14 +249,14 @@ class TileReuse:
                            for old, new in zip(self._noise, (shift, spread), strict=True)]
         return changed
 
-    def _whole(self, image, extra, windows, time, told, why=None, count=True) -> np.ndarray:
+    def _whole(self, image, extra, windows, time, told, why: str) -> np.ndarray:
+        """Run the whole frame; every tile's output and window is now this frame's."""
         out = self.backend.infer(np.ascontiguousarray(image[None]), extra)[0]
-        if count and self._noise is None:  # a first guess from the picture itself, refined over time
+        if self._noise is None:  # a first guess from the picture itself, refined over time
             self._noise = expected_levels(spatial_noise(image))
-        if count:
-            self._out, self._refs, self._told = out, windows, told
-            self._born = np.full(len(self.tiles), time)
-            self.counters.add(1.0, image.shape[1] * image.shape[2], image.shape[1] * image.shape[2], why)
+        self._out, self._refs, self._told = out, windows, told
+        self._born = np.full(len(self.tiles), time)
+        self.counters.add(1.0, image.shape[1] * image.shape[2], image.shape[1] * image.shape[2], why)
         return out
 
     def _tiles(self, run: np.ndarray, windows: np.ndarray, extra: dict, time: float, pixels: int) -> np.ndarray:
@@ -266,8 +268,7 @@ class TileReuse:
             for i in run:
                 t = self.tiles[i]
                 groups.setdefault((t.net_y[1] - t.net_y[0], t.net_x[1] - t.net_x[0]), []).append(int(i))
-            shared = any(i.per_batch for i in self.backend.variant.inputs)  # each tile has its own table
-            limit = 1 if shared else self.backend.capabilities.max_batch or len(run)
+            limit = self._batch or len(run)
             for members in groups.values():
                 for k in range(0, len(members), limit):
                     self._run_batch(members[k : k + limit], windows, extra, out)
