@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 
 from .backends import list_backends, load_backend, resolve_device
+from .backends.choice import precision_fallback
 from .bench import _available, model_only_fps, network_gflop, run_geometry, synth_clip, with_weights
 from .config import RunConfig
 from .errors import ConfigError, UnsupportedScaleError
@@ -113,8 +114,8 @@ def run_matrix(
 ) -> list[MatrixRow]:
     """Every combination of model, input size, requested output, precision, batch and backend:
     model-only fps (:func:`~streamsr.bench.model_only_fps`) and end-to-end fps of a run over a
-    synthetic clip (decode, colour, inference, encode), with the stage that bounds it. fp16 is
-    skipped on the CPU; a request a model cannot meet (x2.5 of ESPCN) is skipped and reported.
+    synthetic clip (decode, colour, inference, encode), with the stage that bounds it. A precision
+    a backend or the CPU does not run (fp16 on the CPU) is skipped; a request a model cannot meet (x2.5 of ESPCN) is skipped and reported.
 
     Args:
         base: everything else (device, encoder, backend options such as torch.compile, weights).
@@ -153,8 +154,8 @@ def run_matrix(
                 config, untrained = with_weights(config, variant, tmp)
                 gflop = network_gflop(variant, geometry.in_size, geometry.net_size)
                 for name, precision, batch in itertools.product(names, precisions, batches):
-                    if precision == "fp16" and device == "cpu":
-                        continue
+                    if precision_fallback(name, device, precision)[1] is not None:
+                        continue  # the backend, or this CPU, does not run it
                     cell = dataclasses.replace(config, backend=name, precision=precision, batch_size=batch)
                     backend = load_backend(cell, variant)
                     try:

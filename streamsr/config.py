@@ -17,7 +17,10 @@ from .io.live import LiveConfig
 from .io.sink import SinkConfig
 from .models.geometry import ScaleRequest, parse_size
 
-__all__ = ["PRESETS", "SAMPLE_CLIP", "RunConfig", "load_preset", "read_toml"]
+__all__ = ["PRECISIONS", "PRESETS", "SAMPLE_CLIP", "RunConfig", "load_preset", "read_toml"]
+
+#: the precisions a run may ask for; each backend declares those it runs (``Backend.precisions``)
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
@@ -32,7 +35,8 @@ class RunConfig:
         part: for models made of parts (IRN): "down" or "up".
         backend: backend name or "auto".
         device: "auto", "cpu" or "cuda".
-        precision: "fp32", "fp16" or None (fp16 on CUDA, fp32 on CPU).
+        precision: "fp32", "fp16", "bf16" or None (fp16 on CUDA, fp32 on CPU); one the backend or
+            the CPU does not run falls back, said once (:func:`streamsr.backends.choice.resolve_precision`).
         weights: user .safetensors weights instead of the shipped ones.
         batch_size: frames per inference call.
         queue_size: bound of each queue between stages.
@@ -120,8 +124,8 @@ class RunConfig:
             raise ConfigError(f"--noise and --blur must be >= 0 (or --noise auto), got {self.noise}, {self.blur}")
         if self.max_latency <= 0:
             raise ConfigError(f"--max-latency must be positive, got {self.max_latency}")
-        if self.precision not in (None, "fp32", "fp16"):
-            raise ConfigError(f"unknown precision {self.precision!r}; use fp32 or fp16")
+        if self.precision not in (None, *PRECISIONS):
+            raise ConfigError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
         if self.reuse not in ("auto", "on", "off"):
             raise ConfigError(f"--reuse must be auto, on or off, got {self.reuse!r}")
         if isinstance(self.reuse_refresh, str):

@@ -1,5 +1,5 @@
 """What this machine has that a run may use: a CUDA GPU PyTorch sees, FFmpeg's hardware decoders,
-the memory available.
+the memory available, the CPU's instruction sets (:func:`cpu_flags`).
 
 Probed once per process (:meth:`Machine.probe`); planning takes a :class:`Machine` as an argument,
 so it stays a pure function that tests drive with any machine they like.
@@ -11,7 +11,30 @@ import functools
 import os
 from dataclasses import dataclass
 
-__all__ = ["Machine"]
+__all__ = ["CPU_BF16_FLAGS", "Machine", "cpu_flags", "cpu_runs_bf16"]
+
+#: CPU flags (Linux /proc/cpuinfo names) of instructions that compute in bf16 natively
+CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (``avx512_vnni``, ``amx_bf16``, ...); empty
+    where /proc/cpuinfo cannot be read (another OS): nothing is assumed."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_runs_bf16() -> bool:
+    """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere PyTorch emulates
+    it, slower than fp32."""
+    return bool(cpu_flags() & CPU_BF16_FLAGS)
 
 
 def _available_memory() -> int | None:

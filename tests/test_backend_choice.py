@@ -8,7 +8,8 @@ import pytest
 from model_cases import model_cases
 
 from streamsr.backends import PREFERENCE, backend_option_names, create_backend, list_backends, resolve_backend
-from streamsr.backends.base import SPEED_TABLE, get_backend_class, measured_speeds
+from streamsr.backends.base import get_backend_class
+from streamsr.backends.choice import SPEED_TABLE, measured_speeds
 from streamsr.backends.torch_backend import TorchConfig, _channels_last
 from streamsr.models import get_model
 

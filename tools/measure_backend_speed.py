@@ -2,7 +2,8 @@
 and write the table ``--backend auto`` (and the torch backend's default channels_last on the
 CPU) reads: ``streamsr/data/backend_speed.json``.
 
-Each network is loaded once per setting (ONNX Runtime; PyTorch with channels_last off and on);
+Each network is loaded once per setting (ONNX Runtime; PyTorch with channels_last off and on, in
+fp32 and, on a CPU that computes it, bf16);
 then every setting is timed once per round, in rotating order, for several rounds, so that load
 from other processes on a shared machine falls on all of them alike. The table's ``fps`` is each
 setting's best round (load from elsewhere only ever slows a timing down, so the best round is the
@@ -38,12 +39,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "streamsr" / "data" / "backend_speed.json"
 
-#: (backend, options) settings measured per network on the CPU
+#: (backend, options, precision) settings measured per network on the CPU (bf16 where the CPU computes it)
 SETTINGS = (
-    ("onnxruntime", {}),
-    ("torch", {"channels_last": False}),
-    ("torch", {"channels_last": True}),
+    ("onnxruntime", {}, "fp32"),
+    ("torch", {"channels_last": False}, "fp32"),
+    ("torch", {"channels_last": True}, "fp32"),
+    ("torch", {"channels_last": False}, "bf16"),
+    ("torch", {"channels_last": True}, "bf16"),
 )
+
+
+def settings():
+    """The settings this machine can measure."""
+    from streamsr.machine import cpu_runs_bf16
+
+    return [s for s in SETTINGS if s[2] != "bf16" or cpu_runs_bf16()]
 
 
 def variants(models):
@@ -74,8 +84,8 @@ def fitted(variant, size):
     return size[0] - size[0] % m, size[1] - size[1] % m
 
 
-def label(backend: str, options: dict) -> str:
-    return backend + "".join(f" {k}={v}" for k, v in options.items())
+def label(backend: str, options: dict, precision: str) -> str:
+    return backend + "".join(f" {k}={v}" for k, v in options.items()) + f" {precision}"
 
 
 def measure(variant, size, rounds, seconds, runs, max_gflop, folder, report):
@@ -92,19 +102,20 @@ def measure(variant, size, rounds, seconds, runs, max_gflop, folder, report):
     if gflop > max_gflop:  # a heavy network: a quarter of the pixels keeps the run short (the same on any machine)
         width, height = fitted(variant, (size[0] // 2, size[1] // 2))
         report(f"  {gflop:.0f} GFLOP a frame at {size[0]}x{size[1]}: measured at {width}x{height}")
-    loaded = [create_backend(b, variant, device="cpu", weights=config.weights, options={b: o} if o else None)
-              for b, o in SETTINGS]
+    measured = settings()
+    loaded = [create_backend(b, variant, device="cpu", precision=p, weights=config.weights, options={b: o} if o else None)
+              for b, o, p in measured]
     try:
         for backend in loaded:  # first calls: allocations, oneDNN primitive caches
             model_only_fps(backend, width, height, 1, seconds=0.0, runs=1)
-        fps = {i: [] for i in range(len(SETTINGS))}
+        fps = {i: [] for i in range(len(measured))}
         for r in range(rounds):
-            order = list(range(len(SETTINGS)))
+            order = list(range(len(measured)))
             order = order[r % len(order):] + order[:r % len(order)]
             for i in order:
                 time.sleep(0.05)  # let ONNX Runtime's spinning workers go idle before the next timing
                 fps[i].append(model_only_fps(loaded[i], width, height, 1, seconds=seconds, runs=runs))
-            report(f"  round {r + 1}: " + ", ".join(f"{label(*SETTINGS[i])} {fps[i][-1]:.2f}" for i in fps))
+            report(f"  round {r + 1}: " + ", ".join(f"{label(*measured[i])} {fps[i][-1]:.2f}" for i in fps))
     finally:
         for backend in loaded:
             backend.close()
@@ -133,6 +144,13 @@ def merged(old, new):
 def ratios(a, b):
     r = [x / y for x, y in zip(a, b, strict=True)]
     return f"min {min(r):.2f} median {statistics.median(r):.2f}"
+
+
+def summary(name, fit, measured, fps) -> str:
+    """One line: every setting's best round, then per-round ratios against ONNX Runtime fp32."""
+    best = ", ".join(f"{label(*s)} {max(fps[i]):.3f}" for i, s in enumerate(measured))
+    versus = "; ".join(f"{label(*s)} / ort {ratios(fps[i], fps[0])}" for i, s in enumerate(measured) if i)
+    return f"{name} {fit[0]}x{fit[1]}: best of rounds {best} fps; per round {versus}"
 
 
 def main(argv=None) -> int:
@@ -167,15 +185,12 @@ def main(argv=None) -> int:
             print(f"{variant.name}:", flush=True)
             fps, fit, untrained = measure(variant, (width, height), args.rounds, args.seconds, args.runs, args.max_gflop,
                                           folder, lambda line: print(line, flush=True))
-            for i, (backend, options) in enumerate(SETTINGS):
+            measured = settings()
+            for i, (backend, options, precision) in enumerate(measured):
                 rows.append({"variant": variant.name, "input": f"{fit[0]}x{fit[1]}", "device": "cpu",
-                             "precision": "fp32", "backend": backend, "options": options,
+                             "precision": precision, "backend": backend, "options": options,
                              "samples": [round(v, 3) for v in fps[i]], **({"untrained": True} if untrained else {})})
-            torch_best = [max(a, b) for a, b in zip(fps[1], fps[2], strict=True)]
-            best = [max(fps[i]) for i in range(3)]
-            lines.append(f"{variant.name} {fit[0]}x{fit[1]}: best of rounds ort {best[0]:.3f}, torch {best[1]:.3f}, "
-                         f"torch channels_last {best[2]:.3f} fps; per round channels_last/contiguous "
-                         f"{ratios(fps[2], fps[1])}, best torch/ort {ratios(torch_best, fps[0])}")
+            lines.append(summary(variant.name, fit, measured, fps))
             print(lines[-1], flush=True)
     if args.merge and args.output.is_file():
         rows = merged(json.loads(args.output.read_text())["rows"], rows)
@@ -186,7 +201,7 @@ def main(argv=None) -> int:
                   "interleaved rounds by tools/measure_backend_speed.py on a shared machine (samples: one per "
                   "round, over every run merged; fps: the best, the least disturbed by other load). Compare rows "
                   "of one network only. --backend auto takes the fastest available backend of a network; the "
-                  "torch backend takes its fastest row's channels_last on the CPU."),
+                  "torch backend takes its fastest row's channels_last on the CPU at the run's precision."),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
         "versions": {"streamsr": streamsr.__version__, "torch": torch.__version__,
                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},

@@ -2,22 +2,20 @@
 
 from . import onnxruntime_backend, tensorrt_backend, torch_backend, triton_backend  # noqa: F401  (register)
 from .base import (
-    PREFERENCE,
+    PRECISIONS,
     Backend,
     BackendBase,
     Capabilities,
     WrappedBackend,
     backend_option_names,
-    create_backend,
     get_backend_class,
     list_backends,
-    load_backend,
-    resolve_backend,
-    resolve_device,
 )
+from .choice import PREFERENCE, create_backend, load_backend, resolve_backend, resolve_device
 from .export import export_onnx
 
 __all__ = [
+    "PRECISIONS",
     "PREFERENCE",
     "Backend",
     "BackendBase",

@@ -3,60 +3,49 @@
 A backend turns an N×C×H×W float32 batch in [0, 1] into the upscaled batch (not clamped). It
 declares its :class:`Capabilities` (where it runs, whether it takes device tensors, its largest
 batch); wrappers (tiling, the multi-camera hub) forward them through :class:`WrappedBackend`.
-Each backend has one frozen, keyword-only config dataclass whose fields are reachable from the CLI
+It declares the precisions it runs on each device (``precisions``). Each backend has one frozen,
+keyword-only config dataclass whose fields are reachable from the CLI
 (``--backend-option torch.threads=2``) and TOML (``[backend.torch]`` tables), checked by name.
-``auto`` takes, for the network being loaded, the backend that measured fastest on the device in
-the shipped table :data:`SPEED_TABLE` (model-only frames per second, produced by
-``tools/measure_backend_speed.py``) among those available here; a network, device or precision the
-table does not hold walks :data:`PREFERENCE` and takes the first backend available. There is no
-if/elif ladder over names or models: both are data.
+Which backend and precision a run gets is decided in :mod:`streamsr.backends.choice`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import logging
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError
+from ..config import PRECISIONS
+from ..errors import ConfigError
 from ..models.registry import ModelVariant
 
 if TYPE_CHECKING:
     from ..pipeline.stats import RemoteStats
 
 __all__ = [
-    "PREFERENCE",
-    "SPEED_TABLE",
+    "PRECISIONS",
     "Backend",
     "BackendBase",
     "BackendInfo",
     "Capabilities",
-    "MeasuredSpeed",
     "WrappedBackend",
     "backend_option_names",
     "coerce_backend_options",
-    "create_backend",
     "get_backend_class",
     "list_backends",
-    "load_backend",
-    "measured_speeds",
     "register_backend",
-    "resolve_backend",
-    "resolve_device",
 ]
 
 log = logging.getLogger(__name__)
 
 #: fields of a backend's config that the run sets (not user options)
 _RUN_FIELDS = ("device", "precision")
+
 
 
 @dataclass(frozen=True)
@@ -93,6 +82,8 @@ class Backend(Protocol):
     """What every backend offers."""
 
     name: ClassVar[str]
+    #: the precisions it runs on each device; the first is what it runs for one it does not
+    precisions: ClassVar[Mapping[str, tuple[str, ...]]]
     variant: ModelVariant
     capabilities: Capabilities
 
@@ -123,9 +114,16 @@ class BackendBase:
     """
 
     name: ClassVar[str] = "?"
+    precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
     variant: ModelVariant
     capabilities: Capabilities = Capabilities()
     remote_stats: RemoteStats | None = None
+
+    @property
+    def precision(self) -> str:
+        """The precision it runs (its config's, after :func:`~streamsr.backends.choice.resolve_precision`)."""
+        config = getattr(self, "config", None)
+        return getattr(config, "precision", "fp32")
 
     def infer_tensor(self, x, extra: dict | None = None):
         raise ConfigError(f"the {self.name} backend works on host arrays, not device tensors")
@@ -161,6 +159,10 @@ class WrappedBackend(BackendBase):
     def remote_stats(self) -> RemoteStats | None:  # type: ignore[override]
         return self.inner.remote_stats
 
+    @property
+    def precision(self) -> str:
+        return self.inner.precision
+
     def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         return self.inner.infer(batch, extra)
 
@@ -181,67 +183,6 @@ class BackendInfo:
 
 
 _BACKENDS: dict[str, BackendInfo] = {}
-
-#: Order ``auto`` tries, per device, for a network the speed table does not hold.
-PREFERENCE: dict[str, tuple[str, ...]] = {
-    "cuda": ("tensorrt", "torch", "onnxruntime"),
-    "cpu": ("onnxruntime", "torch"),
-}
-
-#: the shipped table of measured model-only speeds (see :func:`measured_speeds`)
-SPEED_TABLE = Path(__file__).resolve().parents[1] / "data" / "backend_speed.json"
-
-
-@dataclass(frozen=True)
-class MeasuredSpeed:
-    """One row of the speed table: a network on a backend with some of its options.
-
-    Args:
-        variant: the network's name (ModelVariant.name: ``espcn_x2``, ``irn_x2-down``, ``lte``).
-        device: "cpu" or "cuda".
-        precision: "fp32", "fp16", ...
-        backend: the backend's name.
-        options: the backend options it ran with (``{"channels_last": True}``); the backend's
-            defaults for the rest.
-        fps: model-only frames per second.
-    """
-
-    variant: str
-    device: str
-    precision: str
-    backend: str
-    options: Mapping[str, Any]
-    fps: float
-
-
-@functools.cache
-def _speed_rows(path: Path) -> tuple[MeasuredSpeed, ...]:
-    try:
-        data = json.loads(path.read_text())
-        return tuple(MeasuredSpeed(r["variant"], r["device"], r["precision"], r["backend"],
-                                   dict(r.get("options", {})), float(r["fps"])) for r in data["rows"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("cannot read the backend speed table %s (%s); auto uses the fixed order", path, exc)
-        return ()
-
-
-def measured_speeds(variant: ModelVariant | str, device: str, precision: str | None = None, *,
-                    backend: str | None = None, table: Path | None = None) -> list[MeasuredSpeed]:
-    """The table's rows for a network on a device, fastest first.
-
-    Args:
-        variant: the network (or its name).
-        device: "cpu" or "cuda".
-        precision: the run's (None: fp16 on CUDA, fp32 on the CPU, as :func:`create_backend`).
-        backend: only this backend's rows (its fastest options first).
-        table: another table file (default :data:`SPEED_TABLE`).
-    """
-    name = variant if isinstance(variant, str) else variant.name
-    precision = precision or ("fp16" if device == "cuda" else "fp32")
-    rows = [r for r in _speed_rows(table or SPEED_TABLE)
-            if (r.variant, r.device, r.precision) == (name, device, precision) and backend in (None, r.backend)]
-    return sorted(rows, key=lambda r: -r.fps)
-
 
 def register_backend(name: str, config: type) -> Callable[[type], type]:
     """Class decorator adding a backend under ``name``. The class is built as
@@ -330,103 +271,3 @@ def coerce_backend_options(options: Mapping[str, Mapping[str, Any]]) -> dict[str
                 raise ConfigError(f"unknown option {key!r} for the {name} backend; it has: {', '.join(known)}")
             out.setdefault(name, {})[key] = _coerce(value, hints[key], f"{name}.{key}")
     return out
-
-
-def resolve_device(device: str) -> str:
-    """Map ``auto`` to ``cuda`` when PyTorch sees a GPU, else ``cpu``; validate others.
-
-    Raises:
-        ConfigError: unknown device; BackendUnavailableError: cuda asked for but absent.
-    """
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    return device
-
-
-def resolve_backend(name: str, device: str, variant: ModelVariant | str | None = None,
-                    precision: str | None = None) -> str:
-    """Pick the backend name. For ``auto``: the fastest available one measured for ``variant``
-    on ``device`` at ``precision`` (:func:`measured_speeds`), else the first available in
-    :data:`PREFERENCE` (also when no variant is given).
-
-    Args:
-        name: a backend's name or ``auto``.
-        device: "cpu" or "cuda" (resolved).
-        variant: the network that will be loaded (or its name).
-        precision: the run's (None: the device's default).
-
-    Raises:
-        BackendUnavailableError: the named backend cannot run on ``device`` (with the reason).
-    """
-    if name == "auto":
-        measured = [r.backend for r in measured_speeds(variant, device, precision)] if variant is not None else []
-        for candidate in dict.fromkeys(measured + list(PREFERENCE[device])):
-            if candidate in _BACKENDS and _BACKENDS[candidate].cls.available(device):
-                return candidate
-        raise BackendUnavailableError(f"no inference backend is available for {device}")
-    cls = get_backend_class(name)
-    if not cls.available(device):
-        raise BackendUnavailableError(cls.unavailable_reason(device))
-    return name
-
-
-def create_backend(
-    name: str,
-    variant: ModelVariant,
-    *,
-    device: str = "auto",
-    precision: str | None = None,
-    weights: str | None = None,
-    tile: int | None = None,
-    tile_overlap: int = 16,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-):
-    """Resolve device and backend, then load the network on it.
-
-    Args:
-        name: backend name or ``auto`` (the fastest measured for ``variant``, see :func:`resolve_backend`).
-        variant: the network to load (``spec.variant(factor)``).
-        device: auto, cpu or cuda.
-        precision: fp32 or fp16 (None = fp16 on CUDA, fp32 on CPU).
-        weights: user weights file instead of the shipped ones.
-        tile: run frames larger than this (LR pixels a side) tile by tile (None: whole frames).
-        tile_overlap: LR pixels neighbouring tiles share.
-        options: ``{backend: {option: value}}`` (see :func:`coerce_backend_options`); the chosen
-            backend's entry configures it. Options for another backend are an error when the
-            backend was named (``--backend onnxruntime`` with torch options), and are left unused
-            under ``auto`` (a preset may tune every backend it could get).
-    """
-    options = coerce_backend_options(options or {})
-    device = resolve_device(device)
-    if precision is None:
-        precision = "fp16" if device == "cuda" else "fp32"
-    if precision not in ("fp32", "fp16"):
-        raise ConfigError(f"unknown precision {precision!r}; use fp32 or fp16")
-    chosen = resolve_backend(name, device, variant, precision)
-    if name != "auto":
-        for other, opts in options.items():
-            if other != chosen and opts:
-                spelled = ", ".join(f"{other}.{k}" for k in opts)
-                raise ConfigError(f"{spelled} applies to the {other} backend, and this run uses {chosen}; "
-                                  f"add --backend {other}")
-    info = _BACKENDS[chosen]
-    config = info.config(device=device, precision=precision, **options.get(chosen, {}))
-    backend = info.cls(variant, config, weights)
-    if tile:
-        from .tiling import TiledBackend
-
-        backend = TiledBackend(backend, tile, tile_overlap)
-    return backend
-
-
-def load_backend(config, variant: ModelVariant):
-    """Load ``variant`` on the backend a :class:`~streamsr.config.RunConfig` asks for (whole
-    frames: a run's plan decides whether it is tiled, see :func:`streamsr.pipeline.plan.plan_run`)."""
-    return create_backend(config.backend, variant, device=config.device, precision=config.precision,
-                          weights=config.weights, options=config.backend_options)

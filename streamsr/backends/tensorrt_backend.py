@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -82,6 +84,8 @@ def engine_key_for(variant: ModelVariant, profile: ShapeProfile, precision: str,
 @register_backend("tensorrt", TensorRTConfig)
 class TensorRTBackend(BackendBase):
     """Runs serialized TensorRT engines; builds and caches them on first use."""
+
+    precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cuda": ("fp16", "fp32")}
 
     def __init__(self, variant: ModelVariant, config: TensorRTConfig, weights: str | None = None):
         import torch

@@ -23,8 +23,10 @@ import logging
 import os
 import queue
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -102,6 +104,9 @@ def _counters(stats: dict) -> dict[str, int]:
 @register_backend("triton", TritonConfig)
 class TritonBackend(BackendBase):
     """Sends frames to a model on a Triton Inference Server (see the module docstring)."""
+
+    # the served graph has its own precision: these are those its repository export writes
+    precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cpu": ("fp32", "fp16"), "cuda": ("fp32", "fp16")}
 
     def __init__(self, variant: ModelVariant, config: TritonConfig, weights: str | None = None):
         from ..pipeline.stats import RemoteStats

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..config import PRECISIONS
 from ..models.geometry import parse_size
 from . import main
 from .options import build_config, preset_option
@@ -68,7 +69,8 @@ def _weights(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
               help="--matrix: outputs asked of every model: scales (2, x2.5), sizes (1280x720) or heights (720p), "
                    "comma-separated; a model that cannot meet one skips it (default: --scale / --out-size, else "
                    "each model's own).")
-@click.option("--precisions", default="fp32,fp16", show_default=True, help="--matrix: precisions (fp16 only on CUDA).")
+@click.option("--precisions", default="fp32,fp16", show_default=True, help="--matrix: precisions, each where the backend and the CPU run it (fp16 on CUDA; bf16 "
+                   "on torch, on CUDA or CPUs with AVX512-BF16/AMX).")
 @click.option("--batches", default="1,4", show_default=True, help="--matrix: batch sizes.")
 @click.option("--codec", default="libx264", show_default=True, help="Encoder of the end-to-end runs.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the PyTorch backend.")
@@ -112,6 +114,9 @@ def bench(preset_name, model, scale, out_size, part, size, frames, backends, bac
             asked = [parse_request(r, base.part) for r in requests.split(",")] if requests else None
         except ConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--requests") from None
+        wrong = [p for p in precisions.split(",") if p not in PRECISIONS]
+        if wrong:
+            raise click.BadParameter(f"unknown {', '.join(wrong)}; use {', '.join(PRECISIONS)}", param_hint="--precisions")
         rows = run_matrix(base, models=models.split(","), sizes=[_size(s, "--sizes") for s in sizes.split(",")],
                           requests=asked, precisions=precisions.split(","), batches=batch_list,
                           backends=list(backends) or None, frames=frames, weights=per_model, report=report)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import click
 
-from ..config import RunConfig, load_preset
+from ..config import PRECISIONS, RunConfig, load_preset
 
 __all__ = ["build_config", "degradation_options", "inference_options", "model_options", "parse_noise",
            "preset_option"]
@@ -42,8 +42,9 @@ model_options = _stack(
 inference_options = _stack(
     click.option("--backend", default=None, help="auto (fastest available), torch, onnxruntime or tensorrt."),
     click.option("--device", default=None, help="auto, cpu or cuda."),
-    click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
-                 help="Default: fp16 on CUDA, fp32 on CPU."),
+    click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                 help="Default: fp16 on CUDA, fp32 on CPU. bf16: PyTorch on CUDA, or on CPUs with AVX512-BF16/AMX "
+                      "(2-5x faster there, see MODELS.md for the quality); else fp32, said once."),
     click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own .safetensors weights."),
     click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile."),
     click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16)."),

@@ -237,7 +237,7 @@ def _summary(camera, stats, several: bool) -> None:
         f"streamsr: {camera.name + ': ' if several else ''}"
         f"{'interrupted after' if stats.interrupted else 'done:'} {stats.frames_out} frames in "
         f"{stats.wall_seconds:.1f}s ({stats.fps:.1f} fps{live}), {stats.extra['model']} {stats.extra['geometry']} "
-        f"on {stats.extra['backend']} -> {where} [{out['width']}x{out['height']} {out['codec']}]",
+        f"on {stats.extra['backend']} {stats.extra['precision']} -> {where} [{out['width']}x{out['height']} {out['codec']}]",
         err=True,
     )
 

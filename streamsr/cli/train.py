@@ -85,7 +85,7 @@ def evaluate(path, preset_name, synth_noise, as_json, **options):
     """
     import numpy as np
 
-    from ..backends.base import load_backend
+    from ..backends.choice import load_backend
     from ..backends.tiling import TiledBackend
     from ..degradation import Degradation
     from ..errors import ConfigError

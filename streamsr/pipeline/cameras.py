@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends.base import load_backend
+from ..backends.choice import load_backend
 from ..config import RunConfig, read_toml
 from ..errors import ConfigError, StreamSRError
 from ..urls import mask_credentials

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..backends.base import load_backend
+from ..backends.choice import load_backend
 from ..backends.tiling import TiledBackend
 from ..config import RunConfig
 from ..degradation import NoiseTracker
@@ -415,6 +415,7 @@ def _stats(plan: RunPlan, source, sink: Sink, runner: Runner, backend, handle: R
         remote=[backend.remote_stats.summary(fresh=True)] if backend.remote_stats is not None else [],
         extra={"model": plan.spec.name, "scale": plan.geometry.factor or round(max(plan.geometry.scale), 4),
                "geometry": plan.geometry.label, "backend": backend.name,
+               "precision": backend.precision,
                "input": {"name": source.name, "width": info.width, "height": info.height,
                          "codec": info.codec, "pix_fmt": info.pix_fmt},
                "output": {"width": sink.width, "height": sink.height, "codec": sink.config.codec,

@@ -138,14 +138,14 @@ def run_memory(variant: ModelVariant, lr_size: tuple[int, int], out_size: tuple[
         batch: frames per inference call.
         queue_size: bound of each of the four queues between stages.
         tile, overlap: the network sees tiles of at most ``tile`` + its overlap a side (None: whole frames).
-        precision: "fp16" halves the network's working memory.
+        precision: "fp16" or "bf16" halves the network's working memory.
         banded: the backend decodes an any-scale model's output a band of rows at a time
             (:attr:`~streamsr.backends.base.Capabilities.banded`): its decoder's share counts
             :data:`~streamsr.models.implicit.QUERY_CHUNK` output pixels, not the frame's.
     """
     w, h = lr_size
     seen = (min(w, tile + 2 * overlap), min(h, tile + 2 * overlap)) if tile else (w, h)
-    half = 0.5 if precision == "fp16" else 1.0
+    half = 0.5 if precision in ("fp16", "bf16") else 1.0
     pixels = seen[0] * seen[1] * batch
     if variant.factor is not None:
         network = network_bytes_per_pixel(variant) * half * pixels

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ..backends.base import load_backend
+from ..backends.choice import load_backend
 from ..backends.tiling import TiledBackend
 from ..config import RunConfig
 from ..degradation import NoiseTracker

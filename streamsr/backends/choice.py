@@ -1,0 +1,268 @@
+"""Choosing what a network runs on: the device, the backend and the precision.
+
+``auto`` takes, for the network being loaded, the backend that measured fastest on the device at
+the run's precision in the shipped table :data:`SPEED_TABLE` (model-only frames per second,
+produced by ``tools/measure_backend_speed.py``) among those available here that run that
+precision; a network, device or precision the table does not hold walks :data:`PREFERENCE` and
+takes the first backend available. A precision the backend, or the CPU, cannot run falls back to
+what it can, said once (:func:`resolve_precision`). There is no if/elif ladder over names or
+models: backends declare their precisions, speeds are data.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendUnavailableError, ConfigError
+from ..models.registry import ModelVariant
+from .base import _BACKENDS, PRECISIONS, coerce_backend_options, get_backend_class
+
+__all__ = [
+    "PREFERENCE",
+    "SPEED_TABLE",
+    "MeasuredSpeed",
+    "create_backend",
+    "default_precision",
+    "load_backend",
+    "measured_speeds",
+    "precision_fallback",
+    "resolve_backend",
+    "resolve_device",
+    "resolve_precision",
+]
+
+log = logging.getLogger(__name__)
+
+
+def default_precision(device: str) -> str:
+    """A run's precision when none is asked for: fp16 on CUDA, fp32 on the CPU."""
+    return "fp16" if device == "cuda" else "fp32"
+
+
+#: Order ``auto`` tries, per device, for a network the speed table does not hold.
+PREFERENCE: dict[str, tuple[str, ...]] = {
+    "cuda": ("tensorrt", "torch", "onnxruntime"),
+    "cpu": ("onnxruntime", "torch"),
+}
+
+#: the shipped table of measured model-only speeds (see :func:`measured_speeds`)
+SPEED_TABLE = Path(__file__).resolve().parents[1] / "data" / "backend_speed.json"
+
+
+@dataclass(frozen=True)
+class MeasuredSpeed:
+    """One row of the speed table: a network on a backend with some of its options.
+
+    Args:
+        variant: the network's name (ModelVariant.name: ``espcn_x2``, ``irn_x2-down``, ``lte``).
+        device: "cpu" or "cuda".
+        precision: "fp32", "fp16", ...
+        backend: the backend's name.
+        options: the backend options it ran with (``{"channels_last": True}``); the backend's
+            defaults for the rest.
+        fps: model-only frames per second.
+    """
+
+    variant: str
+    device: str
+    precision: str
+    backend: str
+    options: Mapping[str, Any]
+    fps: float
+
+
+@functools.cache
+def _speed_rows(path: Path) -> tuple[MeasuredSpeed, ...]:
+    try:
+        data = json.loads(path.read_text())
+        return tuple(MeasuredSpeed(r["variant"], r["device"], r["precision"], r["backend"],
+                                   dict(r.get("options", {})), float(r["fps"])) for r in data["rows"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read the backend speed table %s (%s); auto uses the fixed order", path, exc)
+        return ()
+
+
+def measured_speeds(variant: ModelVariant | str, device: str, precision: str | None = None, *,
+                    backend: str | None = None, table: Path | None = None) -> list[MeasuredSpeed]:
+    """The table's rows for a network on a device, fastest first.
+
+    Args:
+        variant: the network (or its name).
+        device: "cpu" or "cuda".
+        precision: the run's (None: fp16 on CUDA, fp32 on the CPU, as :func:`create_backend`).
+        backend: only this backend's rows (its fastest options first).
+        table: another table file (default :data:`SPEED_TABLE`).
+    """
+    name = variant if isinstance(variant, str) else variant.name
+    precision = precision or default_precision(device)
+    rows = [r for r in _speed_rows(table or SPEED_TABLE)
+            if (r.variant, r.device, r.precision) == (name, device, precision) and backend in (None, r.backend)]
+    return sorted(rows, key=lambda r: -r.fps)
+
+
+def resolve_device(device: str) -> str:
+    """Map ``auto`` to ``cuda`` when PyTorch sees a GPU, else ``cpu``; validate others.
+
+    Raises:
+        ConfigError: unknown device; BackendUnavailableError: cuda asked for but absent.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def _runs(name: str, device: str, precision: str) -> bool:
+    return precision in _BACKENDS[name].cls.precisions.get(device, ())
+
+
+def resolve_backend(name: str, device: str, variant: ModelVariant | str | None = None,
+                    precision: str | None = None) -> str:
+    """Pick the backend name. For ``auto``: among the backends available here that run
+    ``precision`` on ``device``, the fastest measured for ``variant`` (:func:`measured_speeds`),
+    else the first in :data:`PREFERENCE` (also when no variant is given); when none runs that
+    precision, the first available (which then runs its own, see :func:`resolve_precision`).
+
+    Args:
+        name: a backend's name or ``auto``.
+        device: "cpu" or "cuda" (resolved).
+        variant: the network that will be loaded (or its name).
+        precision: the run's (None: the device's default).
+
+    Raises:
+        BackendUnavailableError: the named backend cannot run on ``device`` (with the reason).
+    """
+    precision = precision or default_precision(device)
+    if name == "auto":
+        measured = [r.backend for r in measured_speeds(variant, device, precision)] if variant is not None else []
+        candidates = [c for c in dict.fromkeys(measured + list(PREFERENCE[device]))
+                      if c in _BACKENDS and _BACKENDS[c].cls.available(device)]
+        if not candidates:
+            raise BackendUnavailableError(f"no inference backend is available for {device}")
+        return next((c for c in candidates if _runs(c, device, precision)), candidates[0])
+    cls = get_backend_class(name)
+    if not cls.available(device):
+        raise BackendUnavailableError(cls.unavailable_reason(device))
+    return name
+
+
+@functools.cache
+def _notice(text: str) -> None:
+    """Say ``text`` once per process (a multi-camera run loads a network per camera)."""
+    log.warning("%s", text)
+
+
+def precision_fallback(backend: str, device: str, precision: str, *,
+                       cpu_bf16: bool | None = None) -> tuple[str, str | None]:
+    """(the precision ``backend`` runs for ``precision`` on ``device``, why it differs or None):
+    the one asked for when the backend runs it and, for bf16 on the CPU, the CPU computes it in
+    hardware; else the backend's first (fp32 on the CPU).
+
+    Args:
+        backend: a registered backend's name.
+        device: "cpu" or "cuda" (resolved).
+        precision: one of :data:`~streamsr.config.PRECISIONS`.
+        cpu_bf16: whether the CPU has bf16 instructions (None: this machine's, see
+            :func:`streamsr.machine.cpu_runs_bf16`).
+    """
+    runs = _BACKENDS[backend].cls.precisions.get(device, ("fp32",))
+    if precision not in runs:
+        others = [n for n in sorted(_BACKENDS) if _runs(n, device, precision)]
+        return runs[0], (f"the {backend} backend runs {'/'.join(runs)} on the {device}, not {precision}"
+                         + (f" ({precision} runs on --backend {' or '.join(others)})" if others else ""))
+    if precision == "bf16" and device == "cpu":
+        from ..machine import cpu_runs_bf16
+
+        if not (cpu_runs_bf16() if cpu_bf16 is None else cpu_bf16):
+            return "fp32", "this CPU has no bf16 instructions (AVX512-BF16 or AMX) and would emulate them"
+    return precision, None
+
+
+def resolve_precision(backend: str, device: str, precision: str | None) -> str:
+    """The precision ``backend`` runs for a run asking for ``precision`` on ``device``
+    (:func:`precision_fallback`); a fallback is said once, with the reason.
+
+    Args:
+        backend: the resolved backend's name.
+        device: "cpu" or "cuda" (resolved).
+        precision: the run's (None: the device's default).
+
+    Raises:
+        ConfigError: a precision that does not exist.
+    """
+    if precision is None:
+        precision = default_precision(device)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    runs, why = precision_fallback(backend, device, precision)
+    if why is not None:
+        _notice(f"--precision {precision}: {why}; running {runs}")
+    return runs
+
+
+def create_backend(
+    name: str,
+    variant: ModelVariant,
+    *,
+    device: str = "auto",
+    precision: str | None = None,
+    weights: str | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 16,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+):
+    """Resolve device, backend and precision, then load the network on it.
+
+    Args:
+        name: backend name or ``auto`` (the fastest measured for ``variant`` at ``precision``, see
+            :func:`resolve_backend`).
+        variant: the network to load (``spec.variant(factor)``).
+        device: auto, cpu or cuda.
+        precision: fp32, fp16 or bf16 (None = fp16 on CUDA, fp32 on CPU); one the backend or the
+            CPU cannot run falls back to what it can, said once (:func:`resolve_precision`).
+        weights: user weights file instead of the shipped ones.
+        tile: run frames larger than this (LR pixels a side) tile by tile (None: whole frames).
+        tile_overlap: LR pixels neighbouring tiles share.
+        options: ``{backend: {option: value}}`` (see :func:`coerce_backend_options`); the chosen
+            backend's entry configures it. Options for another backend are an error when the
+            backend was named (``--backend onnxruntime`` with torch options), and are left unused
+            under ``auto`` (a preset may tune every backend it could get).
+    """
+    options = coerce_backend_options(options or {})
+    device = resolve_device(device)
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    chosen = resolve_backend(name, device, variant, precision)
+    precision = resolve_precision(chosen, device, precision)
+    if name != "auto":
+        for other, opts in options.items():
+            if other != chosen and opts:
+                spelled = ", ".join(f"{other}.{k}" for k in opts)
+                raise ConfigError(f"{spelled} applies to the {other} backend, and this run uses {chosen}; "
+                                  f"add --backend {other}")
+    info = _BACKENDS[chosen]
+    config = info.config(device=device, precision=precision, **options.get(chosen, {}))
+    backend = info.cls(variant, config, weights)
+    if tile:
+        from .tiling import TiledBackend
+
+        backend = TiledBackend(backend, tile, tile_overlap)
+    return backend
+
+
+def load_backend(config, variant: ModelVariant):
+    """Load ``variant`` on the backend a :class:`~streamsr.config.RunConfig` asks for (whole
+    frames: a run's plan decides whether it is tiled, see :func:`streamsr.pipeline.plan.plan_run`)."""
+    return create_backend(config.backend, variant, device=config.device, precision=config.precision,
+                          weights=config.weights, options=config.backend_options)

@@ -1,0 +1,110 @@
+"""What a lower precision costs in quality: mean Y-PSNR of every shipped network on the validation
+photos at fp32 and at each lower precision this machine runs, through the backends a run would
+use, and write the table into MODELS.md (between the precision markers) and a JSON file.
+
+    python tools/prepare_data.py            # once: data/val from opencv-doc
+    python tools/eval_precision.py          # bf16 on the CPU (AVX512-BF16/AMX), every model
+    python tools/eval_precision.py --models espcn,udvd --output /tmp/p.json --no-doc
+
+Protocol as ``tools/eval_weights.py`` (BasicSR: MATLAB-bicubic LR, output rounded to uint8, Y-PSNR
+with ``scale`` border pixels cropped); IRN is scored as a round trip (both parts at the precision,
+the LR stored as 8-bit frames store it). The difference is paired per image: "worst" is the image
+that lost most. fp32 runs on the torch backend too, so the column isolates the precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from streamsr.backends import create_backend
+from streamsr.evaluate import Upscaler, iter_items, score_image, score_round_trip
+from streamsr.machine import cpu_runs_bf16
+from streamsr.models import get_model, list_models, weights_path
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL = ROOT / "data" / "val"
+BEGIN, END = "<!-- precision:begin -->", "<!-- precision:end -->"
+#: scales an any-scale network is scored at
+ANY_SCALES = (2.0, 3.0)
+
+
+def cases(models):
+    """(model, scale) pairs with shipped weights."""
+    for name in models:
+        spec = get_model(name)
+        if not spec.learned:
+            continue
+        for scale in spec.scales or ANY_SCALES:
+            if weights_path(spec, int(scale) if spec.scales else None) is not None:
+                yield name, scale
+
+
+def scores(name: str, scale, precision: str, images) -> list[float]:
+    """Y-PSNR of each image through the network at ``precision`` on the torch backend (CPU)."""
+    spec = get_model(name)
+
+    def load(part=None):
+        return create_backend("torch", spec.variant(scale if spec.scales else None, part), device="cpu",
+                              precision=precision)
+
+    if "down" in dict(getattr(spec.geometry, "directions", ())) and len(spec.geometry.directions) > 1:
+        down, up = Upscaler(load("down")), Upscaler(load("up"))
+        return [score_round_trip(down, up, hr, scale, n).psnr for n, hr in images]
+    up = Upscaler(load())
+    return [score_image(up, hr, scale, n, seed=i).psnr for i, (n, hr) in enumerate(images)]
+
+
+def table(results) -> str:
+    lines = ["| network | scale | fp32 Y-PSNR | " + " | ".join(f"{p} change (mean / worst image)" for p in results["precisions"])
+             + " |", "|---|---|---|" + "---|" * len(results["precisions"])]
+    for r in results["rows"]:
+        cells = [f"{r[p]['mean_change']:+.3f} / {r[p]['worst_change']:+.3f}" for p in results["precisions"]]
+        lines.append(f"| {r['model']} | x{r['scale']:g} | {r['fp32']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=None, help="comma-separated model names (default: every shipped one)")
+    ap.add_argument("--output", type=Path, default=ROOT / "streamsr" / "data" / "precision_quality.json")
+    ap.add_argument("--no-doc", action="store_true", help="do not rewrite MODELS.md")
+    args = ap.parse_args(argv)
+    precisions = ["bf16"] if cpu_runs_bf16() else []
+    if not precisions:
+        print("this CPU has no bf16 instructions: nothing lower than fp32 to measure here")
+        return 1
+    images = list(iter_items(VAL))
+    rows = []
+    for name, scale in cases(args.models.split(",") if args.models else list_models()):
+        base = scores(name, scale, "fp32", images)
+        row = {"model": name, "scale": float(scale), "fp32": float(np.mean(base))}
+        for p in precisions:
+            diff = np.array(scores(name, scale, p, images)) - np.array(base)
+            row[p] = {"mean": float(np.mean(base) + diff.mean()), "mean_change": float(diff.mean()),
+                      "worst_change": float(diff.min()), "worst_image": images[int(diff.argmin())][0]}
+        rows.append(row)
+        print(f"{name} x{scale:g}: fp32 {row['fp32']:.3f} dB; " + ", ".join(
+            f"{p} {row[p]['mean_change']:+.3f} (worst {row[p]['worst_change']:+.3f} on {row[p]['worst_image']})"
+            for p in precisions), flush=True)
+    results = {"about": "Mean Y-PSNR on the validation photos at fp32 and the change at each lower precision "
+                        "(torch backend, CPU), by tools/eval_precision.py",
+               "date": datetime.date.today().isoformat(), "images": len(images), "precisions": precisions,
+               "rows": rows}
+    args.output.write_text(json.dumps(results, indent=1) + "\n")
+    if not args.no_doc:
+        doc = ROOT / "MODELS.md"
+        generated = f"{BEGIN}\n{table(results)}{END}"
+        doc.write_text(re.sub(re.escape(BEGIN) + ".*" + re.escape(END), lambda _: generated, doc.read_text(),
+                              flags=re.DOTALL))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
