@@ -12,7 +12,17 @@ import numpy as np
 
 from .frames import RANGE_FULL, ColourTags
 
-__all__ = ["RESIZE_FLAGS", "SWS_FLAGS", "from_rgb", "resize_rgb", "sws_colorspace", "to_rgb", "to_yuv420p"]
+__all__ = [
+    "RESIZE_FLAGS",
+    "SWS_FLAGS",
+    "from_planar",
+    "from_rgb",
+    "resize_rgb",
+    "sws_colorspace",
+    "to_planar",
+    "to_rgb",
+    "to_yuv420p",
+]
 
 _I = av.video.reformatter.Interpolation
 #: swscale flags for every RGB<->YUV conversion: accurate rounding and full chroma resolution;
@@ -42,6 +52,46 @@ def to_rgb(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
     rgb = frame.reformat(format="rgb24", src_colorspace=cs, dst_colorspace=cs, src_color_range=colour.range,
                          dst_color_range=RANGE_FULL, interpolation=SWS_FLAGS)
     return rgb.to_ndarray()
+
+
+#: the RGB channel each plane of swscale's planar ``gbrp`` holds (G, B, R)
+_GBR = (1, 2, 0)
+
+
+def _rows(plane, height: int, width: int) -> np.ndarray:
+    """A plane's pixels as an H×W uint8 view (without the padding at the end of each line)."""
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+
+
+def to_planar(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
+    """Like :func:`to_rgb`, as the network takes it: 3×H×W float32 RGB in [0, 1]. swscale writes
+    planar RGB, so no interleaved copy is transposed (the same values as :func:`to_rgb` / 255)."""
+    cs = sws_colorspace(colour.matrix)
+    gbr = frame.reformat(format="gbrp", src_colorspace=cs, dst_colorspace=cs, src_color_range=colour.range,
+                         dst_color_range=RANGE_FULL, interpolation=SWS_FLAGS)
+    h, w = gbr.height, gbr.width
+    chw = np.empty((3, h, w), np.float32)
+    for channel, plane in zip(_GBR, gbr.planes, strict=True):
+        np.multiply(_rows(plane, h, w), np.float32(1.0 / 255.0), out=chw[channel])
+    return chw
+
+
+def from_planar(chw: np.ndarray, pix_fmt: str, colour: ColourTags, size: tuple[int, int] | None = None) -> av.VideoFrame:
+    """Like :func:`from_rgb` for a network's output: 3×H×W float RGB in [0, 1] (not clamped),
+    clamped and rounded to 8 bits straight into a planar frame (the same pixels as clamping into
+    an interleaved array and :func:`from_rgb`, without its transposed copy)."""
+    _, h, w = chw.shape
+    scaled = chw * np.float32(255.0)
+    scaled += np.float32(0.5)
+    np.clip(scaled, 0, 255, out=scaled)
+    gbr = av.VideoFrame(w, h, "gbrp")
+    for channel, plane in zip(_GBR, gbr.planes, strict=True):
+        np.copyto(_rows(plane, h, w), scaled[channel], casting="unsafe")
+    cs = sws_colorspace(colour.matrix)
+    width, height = size or (None, None)
+    flags = SWS_FLAGS if size is None or size == (w, h) else RESIZE_FLAGS
+    return gbr.reformat(width=width, height=height, format=pix_fmt, src_colorspace=cs, dst_colorspace=cs,
+                        src_color_range=RANGE_FULL, dst_color_range=colour.range, interpolation=flags)
 
 
 def from_rgb(rgb: np.ndarray, pix_fmt: str, colour: ColourTags, size: tuple[int, int] | None = None) -> av.VideoFrame:

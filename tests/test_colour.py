@@ -18,7 +18,7 @@ from streamsr.errors import ConfigError
 from streamsr.frames import BT601, BT709, RANGE_FULL, RANGE_LIMITED, ColourTags
 from streamsr.metrics import psnr
 from streamsr.pipeline.job import upscale_video
-from streamsr.swscale import SWS_FLAGS, sws_colorspace, to_rgb
+from streamsr.swscale import SWS_FLAGS, from_planar, from_rgb, sws_colorspace, to_planar, to_rgb
 
 COLOURS = [ColourTags(BT601, RANGE_LIMITED), ColourTags(BT709, RANGE_LIMITED), ColourTags(BT709, RANGE_FULL),
            ColourTags(9, RANGE_LIMITED)]
@@ -67,6 +67,27 @@ def test_yuv_to_rgb_matches_swscale(natural_frame, colour):
         for bx in range(4):
             inner[16 * by + 5: 16 * by + 11, 16 * bx + 5: 16 * bx + 11] = True  # clear of chroma filters
     assert np.abs(back - rgb.astype(int))[inner].max() <= 2
+
+
+@pytest.mark.parametrize("colour", COLOURS, ids=lambda c: f"m{c.matrix}r{c.range}")
+def test_planar_conversions_give_the_interleaved_ones_pixels(natural_frame, colour):
+    """The CPU chain converts straight between planar float RGB and the frame (no transposed
+    copy): every pixel must be what the interleaved path gives, whatever the format and size."""
+    rgb = to_rgb(natural_frame, colour)
+    chw = to_planar(natural_frame, colour)
+    assert chw.dtype == np.float32 and chw.shape == (3, *rgb.shape[:2])
+    assert np.array_equal(chw, rgb.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255))
+    # a network's output: beyond [0, 1] at places, off the 8-bit grid everywhere
+    out = np.random.default_rng(0).normal(chw, 0.02).astype(np.float32)
+    out[0, :4, :4], out[1, :4, :4] = -0.3, 1.4
+    hwc = np.clip(out.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    h, w = rgb.shape[:2]
+    for pix_fmt, size in [("yuv420p", None), ("yuv444p", None), ("yuv420p10le", None), ("nv12", None),
+                          ("rgb24", None), ("yuv420p", (w * 2 - 2, h * 2)), ("yuv420p", (w // 2, h // 2))]:
+        mine = from_planar(out, pix_fmt, colour, size)
+        ref = from_rgb(hwc, pix_fmt, colour, size)
+        assert (mine.format.name, mine.width, mine.height) == (ref.format.name, ref.width, ref.height)
+        assert np.array_equal(mine.to_ndarray(), ref.to_ndarray()), (pix_fmt, size)
 
 
 def test_the_wrong_matrix_is_measurably_off():

@@ -217,6 +217,20 @@ class Sink:
                 size = (self.width, self.height)
         return self._stamp(frame, from_rgb(rgb, self.pix_fmt, self.colour, size))
 
+    def make_frame_chw(self, frame: Frame) -> Frame:
+        """Like :meth:`make_frame` for a frame carrying a network's 3×H×W float RGB output in
+        [0, 1] (not clamped): clamped and rounded into planar RGB, no interleaved copy."""
+        from ..swscale import from_planar
+
+        chw: np.ndarray = frame.image
+        size = None
+        if (chw.shape[2], chw.shape[1]) != (self.width, self.height):
+            if (chw.shape[2], chw.shape[1]) == self.requested:  # one pixel more than 4:2:0 takes
+                chw = chw[:, : self.height, : self.width]
+            else:
+                size = (self.width, self.height)
+        return self._stamp(frame, from_planar(chw, self.pix_fmt, self.colour, size))
+
     @property
     def takes_planes(self) -> bool:
         """Whether :meth:`make_frame_planes` can hand 8-bit 4:2:0 planes to the encoder as they are."""

@@ -25,7 +25,7 @@ from ..degradation import NoiseTracker, estimate_noise, estimate_noise_batch
 from ..frames import ColourTags, Frame, PassThrough
 from ..io.sink import Sink
 from ..models.inputs import Conditioning, InputAssembler, run_conditioning
-from ..swscale import to_rgb, to_yuv420p
+from ..swscale import to_planar, to_rgb, to_yuv420p
 from .runner import Stage
 from .stats import LatencyStats
 
@@ -64,13 +64,12 @@ class ToTensorStage(Stage):
         self.noise = noise
 
     def process(self, item: Frame) -> Iterable[Frame]:
-        rgb = to_rgb(item.image, item.colour)
+        if self.noise is None:
+            return (item.with_image(to_planar(item.image, item.colour)),)
+        rgb = to_rgb(item.image, item.colour)  # the noise estimate reads interleaved 8-bit RGB
         chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
         chw *= 1.0 / 255.0
-        out = item.with_image(chw)
-        if self.noise is not None:
-            out = dataclasses.replace(out, noise=self.noise.update(estimate_noise(rgb)))
-        return (out,)
+        return (dataclasses.replace(item.with_image(chw), noise=self.noise.update(estimate_noise(rgb))),)
 
 
 class InferStage(Stage):
@@ -244,10 +243,7 @@ class ToFrameStage(Stage):
     def process(self, item: Frame) -> Iterable[Frame]:
         if item.image.ndim == 2:
             return (self.sink.make_frame_planes(item),)
-        chw = item.image
-        hwc = np.empty((chw.shape[1], chw.shape[2], 3), dtype=np.uint8)
-        np.clip(chw.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255, out=hwc, casting="unsafe")
-        return (self.sink.make_frame(item.with_image(hwc)),)
+        return (self.sink.make_frame_chw(item),)
 
 
 class EncodeStage(Stage):
