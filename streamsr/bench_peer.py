@@ -127,23 +127,28 @@ def codec_only_fps(clip: Path, out_size: tuple[int, int], *, crf: int = 18, pres
         return n / (time.perf_counter() - start)
 
 
-def peer_table(config, width: int, height: int, frames: int, rounds: int, report=lambda line: None) -> str:
+def peer_table(config, width: int, height: int, frames: int, rounds: int, report=lambda line: None, *,
+               backend: str = "onnxruntime", precision: str = "fp32") -> str:
     """``streamsr bench --peer``: the naive script against ``streamsr run`` (whole processes,
     interleaved), and streamsr's in-loop fps against the realistic bound, as a Markdown table.
 
     Args:
-        config: the run's settings (model, scale; run on ONNX Runtime, fp32, the CPU).
+        config: the run's settings (model, scale, backend options such as torch.compile; the CPU).
         width, height: the synthetic clip's size.
         frames: its length.
         rounds: rounds of each.
+        backend, precision: what ``streamsr run`` runs on (the script: ONNX Runtime fp32).
     """
     from .backends import create_backend
     from .backends.export import cached_onnx
     from .bench import model_only_fps, run_geometry, synth_clip
 
     config, geometry, variant = run_geometry(config, width, height)
-    args = ["--model", config.model, "--backend", "onnxruntime", "--device", "cpu",
-            *(["--scale", str(config.scale)] if config.scale else [])]
+    options = [f"{b}.{k}={str(v).lower() if isinstance(v, bool) else v}"
+               for b, opts in config.backend_options.items() for k, v in opts.items()]
+    args = ["--model", config.model, "--backend", backend, "--precision", precision, "--device", "cpu",
+            *(["--scale", str(config.scale)] if config.scale else []),
+            *(a for o in options for a in ("--backend-option", o))]
     with tempfile.TemporaryDirectory() as tmp:
         clip = synth_clip(Path(tmp) / "clip.mp4", width, height, frames)
         graph = Path(tmp) / "net.onnx"
@@ -151,14 +156,16 @@ def peer_table(config, width: int, height: int, frames: int, rounds: int, report
         report(f"peer: {rounds} rounds of the naive script and streamsr run, {frames} frames {width}x{height}")
         result = run_peer(clip, graph, args + ["--stats-json", f"{tmp}/s.json"], frames=frames, rounds=rounds)
         loop_fps = json.loads(Path(f"{tmp}/s.json").read_text())["fps"]
-        backend = create_backend("onnxruntime", variant, device="cpu")
-        model = model_only_fps(backend, width, height, 1)
-        backend.close()
+        loaded = create_backend(backend, variant, device="cpu", precision=precision, options=config.backend_options)
+        model = model_only_fps(loaded, width, height, 1)
+        ran = f"{loaded.name} {loaded.precision}" + (" compiled" if config.backend_options.get(loaded.name, {}).get("compile") else "")
+        loaded.close()
         codecs = codec_only_fps(clip, geometry.out_size)
     bound = realistic_bound(model, codecs)
     d = result.as_dict()
     return "\n".join([
-        f"### Peer baseline: {variant.name}, {width}x{height}, {frames} frames, ONNX Runtime fp32, CPU",
+        (f"### Peer baseline: {variant.name}, {width}x{height}, {frames} frames, streamsr on {ran}, the script on "
+         "ONNX Runtime fp32, CPU"),
         "",
         "| | naive script (s) | streamsr run (s) | streamsr faster (median / best) |",
         "|---|---|---|---|",

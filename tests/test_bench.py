@@ -12,6 +12,7 @@ from streamsr.bench import frame_gflop, model_only_fps, run_bench, with_weights
 from streamsr.bench_matrix import format_matrix, parse_request, run_matrix
 from streamsr.cli import main
 from streamsr.errors import ConfigError
+from streamsr.machine import cpu_runs_bf16
 from streamsr.models.geometry import ScaleRequest
 
 CPU = RunConfig(device="cpu", backend="torch")
@@ -175,3 +176,8 @@ def test_peer_baseline_runs_the_naive_script_and_streamsr_interleaved(tmp_path):
                                     "--frames", "4", "--rounds", "1"])
     assert out.exit_code == 0, out.output
     assert "naive script" in out.output and "Realistic bound" in out.output
+    assert "streamsr on onnxruntime fp32" in out.output  # the comparison by default
+    out = CliRunner().invoke(main, ["bench", "--peer", "--model", "espcn", "--scale", "2", "--size", "64x48",
+                                    "--frames", "4", "--rounds", "1", "--backend", "torch", "--precisions", "bf16"])
+    assert out.exit_code == 0, out.output
+    assert f"streamsr on torch {'bf16' if cpu_runs_bf16() else 'fp32'}" in out.output

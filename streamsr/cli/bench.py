@@ -75,7 +75,9 @@ def _weights(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
 @click.option("--codec", default="libx264", show_default=True, help="Encoder of the end-to-end runs.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the PyTorch backend.")
 @click.option("--peer", is_flag=True, help="A 40-line user script (decode, ONNX Runtime per frame, encode) against "
-                                           "`streamsr run`, whole processes interleaved, and the realistic bound.")
+                                           "`streamsr run` (on the first --backend, default onnxruntime, at the "
+                                           "first of --precisions), whole processes interleaved, and the realistic "
+                                           "bound.")
 @click.option("--rounds", type=int, default=3, show_default=True, help="--peer: rounds of each.")
 def bench(preset_name, model, scale, out_size, part, size, frames, backends, backend_option, weights, device, preset, output,
           matrix, models, sizes, requests, precisions, batches, codec, compile_, peer, rounds):
@@ -90,6 +92,7 @@ def bench(preset_name, model, scale, out_size, part, size, frames, backends, bac
       streamsr bench --matrix --device cuda --output BENCHMARKS.md
       streamsr bench --matrix --models espcn,liif,lte --sizes 640x360 --requests 1280x720,1080p
       streamsr bench --peer --model espcn --scale 2 --size 640x360 --frames 60
+      streamsr bench --peer --backend torch --precisions bf16 --compile     # streamsr on bf16
     """
     from ..bench import run_bench
     from ..bench_matrix import format_matrix, parse_request, run_matrix
@@ -104,7 +107,8 @@ def bench(preset_name, model, scale, out_size, part, size, frames, backends, bac
         from ..bench_peer import peer_table
 
         w, h = _size(size, "--size")
-        table = peer_table(base, w, h, frames, rounds, report)
+        table = peer_table(base, w, h, frames, rounds, report, backend=backends[0] if backends else "onnxruntime",
+                           precision=precisions.split(",")[0])
     elif matrix:
         try:
             batch_list = [int(b) for b in batches.split(",")]
