@@ -243,6 +243,9 @@ def test_presets_set_defaults_that_options_override(small_clip, tmp_path):
     assert r.exit_code == 0, r.output
     assert _json.loads(stats.read_text())["model"] == "udvd"
     assert _json.loads(stats.read_text())["reuse"]["on"]  # a file too: the preset turns tile reuse on
+    from streamsr.backends.choice import auto_precision
+
+    assert _json.loads(stats.read_text())["precision"] == auto_precision("auto", "cpu", "udvd_x2")
     r = _run("run", small_clip, "-o", tmp_path / "b.mp4", "--for", "videocall", "--model", "srcnn",
                 "--stats-json", stats, "-q")
     assert r.exit_code == 0, r.output

@@ -144,3 +144,69 @@ def test_a_run_reports_the_precision_it_ran(small_clip, tmp_path, caplog):
     stats = upscale_video(small_clip, tmp_path / "ort.mp4", RunConfig(scale=2, precision="bf16", backend="onnxruntime"))
     assert (stats.extra["backend"], stats.extra["precision"]) == ("onnxruntime", "fp32")
     assert any("running fp32" in r.getMessage() for r in caplog.records)
+
+
+# --precision auto: the fastest measured precision within AUTO_MAX_LOSS of fp32 for the network
+
+
+def _tables(tmp_path, monkeypatch, speeds, losses, cpu_bf16=True):
+    """Point the choice at a speed table and a quality table written here, on a CPU with or
+    without bf16."""
+    import json
+
+    import streamsr.machine
+
+    speed = tmp_path / "speed.json"
+    speed.write_text(json.dumps({"rows": [
+        {"variant": "espcn_x2", "device": "cpu", "precision": p, "backend": b, "options": {}, "fps": fps}
+        for (b, p), fps in speeds.items()]}))
+    quality = tmp_path / "quality.json"
+    quality.write_text(json.dumps({"rows": [
+        {"model": "espcn", "scale": 2.0, "fp32": 34.0, **{p: {"mean_change": -loss} for p, loss in losses.items()}}]}))
+    monkeypatch.setattr(choice_module, "SPEED_TABLE", speed)
+    monkeypatch.setattr(choice_module, "QUALITY_TABLE", quality)
+    flags = {"avx512f", "avx512_bf16", "amx_bf16"} if cpu_bf16 else {"avx512f"}
+    monkeypatch.setattr(streamsr.machine, "cpu_flags", lambda: frozenset(flags))
+
+
+def test_auto_takes_bf16_where_it_measured_faster_and_close_enough(tmp_path, monkeypatch):
+    _tables(tmp_path, monkeypatch, {("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0}, {"bf16": 0.05})
+    assert choice_module.auto_precision("auto", "cpu", ESPCN) == "bf16"
+    assert resolve_backend("auto", "cpu", ESPCN, "bf16") == "torch"
+    assert choice_module.auto_precision("onnxruntime", "cpu", ESPCN) == "fp32"  # a named backend without bf16
+    assert choice_module.auto_precision("auto", "cuda", ESPCN) == "fp16"  # the GPU's default
+
+
+@pytest.mark.parametrize(("speeds", "losses", "cpu_bf16"), [
+    ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 9.0}, {"bf16": 0.05}, True),   # slower
+    ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0}, {"bf16": 0.2}, True),   # loses too much
+    ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0}, {}, True),              # quality not measured
+    ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0}, {"bf16": 0.05}, False),  # the CPU would emulate it
+    ({}, {"bf16": 0.05}, True),                                                         # speed not measured
+])
+def test_auto_keeps_fp32_otherwise(tmp_path, monkeypatch, speeds, losses, cpu_bf16):
+    _tables(tmp_path, monkeypatch, speeds, losses, cpu_bf16)
+    assert choice_module.auto_precision("auto", "cpu", ESPCN) == "fp32"
+
+
+def test_auto_follows_the_shipped_tables():
+    """Against the shipped numbers: never more than the limit lost, never slower than fp32."""
+    from streamsr.backends.choice import AUTO_MAX_LOSS, measured_speeds, precision_loss
+
+    networks = sorted({r.variant for r in choice_module._speed_rows(choice_module.SPEED_TABLE)})
+    chosen = {}
+    for name in networks:
+        precision = choice_module.auto_precision("auto", "cpu", name)
+        chosen[name] = precision
+        assert precision_loss(name, precision) <= AUTO_MAX_LOSS, name
+        fastest = {p: max([r.fps for r in measured_speeds(name, "cpu", p)], default=0.0) for p in ("fp32", precision)}
+        assert fastest[precision] >= fastest["fp32"], name
+    assert chosen["irn_x2-up"] == chosen["irn_x2-down"] == "fp32"  # 0.2 dB lost in bf16 (MODELS.md)
+    if cpu_runs_bf16():
+        assert chosen["srresnet_x2"] == "bf16"  # 4-5x faster, 0.02 dB
+
+
+def test_a_run_at_auto_runs_what_auto_picks(small_clip, tmp_path):
+    stats = upscale_video(small_clip, tmp_path / "auto.mp4", RunConfig(scale=2, precision="auto"))
+    assert stats.frames_in == stats.frames_out == 12
+    assert stats.extra["precision"] == choice_module.auto_precision("auto", "cpu", ESPCN)

@@ -5,7 +5,9 @@ the run's precision in the shipped table :data:`SPEED_TABLE` (model-only frames 
 produced by ``tools/measure_backend_speed.py``) among those available here that run that
 precision; a network, device or precision the table does not hold walks :data:`PREFERENCE` and
 takes the first backend available. A precision the backend, or the CPU, cannot run falls back to
-what it can, said once (:func:`resolve_precision`). There is no if/elif ladder over names or
+what it can, said once (:func:`resolve_precision`). ``--precision auto`` takes, on the CPU, the
+fastest measured precision that the shipped quality table :data:`QUALITY_TABLE` says loses at most
+0.1 dB against fp32 for the network (:func:`auto_precision`). There is no if/elif ladder over names or
 models: backends declare their precisions, speeds are data.
 """
 
@@ -24,14 +26,18 @@ from ..models.registry import ModelVariant
 from .base import _BACKENDS, PRECISIONS, coerce_backend_options, get_backend_class
 
 __all__ = [
+    "AUTO_MAX_LOSS",
     "PREFERENCE",
+    "QUALITY_TABLE",
     "SPEED_TABLE",
     "MeasuredSpeed",
+    "auto_precision",
     "create_backend",
     "default_precision",
     "load_backend",
     "measured_speeds",
     "precision_fallback",
+    "precision_loss",
     "resolve_backend",
     "resolve_device",
     "resolve_precision",
@@ -104,6 +110,64 @@ def measured_speeds(variant: ModelVariant | str, device: str, precision: str | N
     rows = [r for r in _speed_rows(table or SPEED_TABLE)
             if (r.variant, r.device, r.precision) == (name, device, precision) and backend in (None, r.backend)]
     return sorted(rows, key=lambda r: -r.fps)
+
+
+#: the shipped table of what each lower precision costs against fp32 (``tools/eval_precision.py``)
+QUALITY_TABLE = Path(__file__).resolve().parents[1] / "data" / "precision_quality.json"
+#: the most mean Y-PSNR (dB) a precision picked by ``--precision auto`` may lose against fp32
+AUTO_MAX_LOSS = 0.1
+
+
+@functools.cache
+def _losses(path: Path) -> dict[tuple[str, str], float]:
+    """{(network name, precision): the most mean Y-PSNR it lost against fp32 at any scale measured}."""
+    from ..models.registry import get_model
+
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        out: dict[tuple[str, str], float] = {}
+        for r in rows:
+            spec = get_model(r["model"])
+            parts = [p for p, _ in getattr(spec.geometry, "directions", ())] or [None]
+            names = [spec.variant(int(r["scale"]) if spec.scales else None, p).name for p in parts]
+            for precision, cell in r.items():
+                if isinstance(cell, dict) and "mean_change" in cell:
+                    for n in names:
+                        out[n, precision] = max(out.get((n, precision), 0.0), -cell["mean_change"])
+        return out
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read the precision quality table %s (%s); --precision auto keeps fp32", path, exc)
+        return {}
+
+
+def precision_loss(variant: ModelVariant | str, precision: str, *, table: Path | None = None) -> float | None:
+    """The most mean Y-PSNR (dB) ``variant`` measured to lose at ``precision`` against fp32
+    (0 for fp32; None: not measured)."""
+    if precision == "fp32":
+        return 0.0
+    name = variant if isinstance(variant, str) else variant.name
+    return _losses(table or QUALITY_TABLE).get((name, precision))
+
+
+def auto_precision(name: str, device: str, variant: ModelVariant | str | None) -> str:
+    """What ``--precision auto`` runs: on CUDA the device's default (fp16); on the CPU the
+    precision whose fastest measured row (of the named backend, or of any available one under
+    ``auto``) is fastest, among fp32 and those measured to lose at most :data:`AUTO_MAX_LOSS` dB
+    for this network that this CPU computes (bf16 needs AVX512-BF16/AMX). fp32 when nothing is
+    measured."""
+    if device != "cpu" or variant is None:
+        return default_precision(device)
+    from ..machine import cpu_runs_bf16
+
+    allowed = ["fp32"] + [p for p in PRECISIONS if p != "fp32" and (loss := precision_loss(variant, p)) is not None
+                          and loss <= AUTO_MAX_LOSS and (p != "bf16" or cpu_runs_bf16())]
+    best, fastest = "fp32", 0.0
+    for precision in allowed:
+        rows = [r for r in measured_speeds(variant, device, precision, backend=None if name == "auto" else name)
+                if _runs(r.backend, device, precision) and _BACKENDS[r.backend].cls.available(device)]
+        if rows and rows[0].fps > fastest:
+            best, fastest = precision, rows[0].fps
+    return best
 
 
 def resolve_device(device: str) -> str:
@@ -230,7 +294,8 @@ def create_backend(
         variant: the network to load (``spec.variant(factor)``).
         device: auto, cpu or cuda.
         precision: fp32, fp16 or bf16 (None = fp16 on CUDA, fp32 on CPU); one the backend or the
-            CPU cannot run falls back to what it can, said once (:func:`resolve_precision`).
+            CPU cannot run falls back to what it can, said once (:func:`resolve_precision`);
+            ``auto``: the fastest measured within 0.1 dB of fp32 (:func:`auto_precision`).
         weights: user weights file instead of the shipped ones.
         tile: run frames larger than this (LR pixels a side) tile by tile (None: whole frames).
         tile_overlap: LR pixels neighbouring tiles share.
@@ -241,8 +306,10 @@ def create_backend(
     """
     options = coerce_backend_options(options or {})
     device = resolve_device(device)
-    if precision is not None and precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision is not None and precision not in ("auto", *PRECISIONS):
+        raise ConfigError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = auto_precision(name, device, variant)
     chosen = resolve_backend(name, device, variant, precision)
     precision = resolve_precision(chosen, device, precision)
     if name != "auto":

@@ -236,8 +236,8 @@ def _fit_memory(config: RunConfig, variant: ModelVariant, geometry: Geometry, qu
 
     def need(q: int, tile: int | None) -> MemoryNeed:
         n = run_memory(variant, geometry.in_size, geometry.net_size, batch=config.batch_size, queue_size=q,
-                       tile=tile, overlap=config.tile_overlap, precision=config.precision or
-                       ("fp16" if on_cuda else "fp32"), banded=backend.capabilities.banded)
+                       tile=tile, overlap=config.tile_overlap, precision=getattr(backend, "precision", None) or ("fp16" if on_cuda else "fp32"),
+                       banded=backend.capabilities.banded)
         return dataclasses.replace(n, network=0.0) if remote else n
 
     def fits(n: MemoryNeed) -> bool:
