@@ -296,7 +296,8 @@ def create_backend(
         precision: fp32, fp16 or bf16 (None = fp16 on CUDA, fp32 on CPU); one the backend or the
             CPU cannot run falls back to what it can, said once (:func:`resolve_precision`);
             ``auto``: the fastest measured within 0.1 dB of fp32 (:func:`auto_precision`).
-        weights: user weights file instead of the shipped ones.
+        weights: user weights file instead of the shipped ones, or the name of shipped
+            alternative weights (``codec`` for IRN x2, see :func:`~streamsr.models.registry.resolve_weights`).
         tile: run frames larger than this (LR pixels a side) tile by tile (None: whole frames).
         tile_overlap: LR pixels neighbouring tiles share.
         options: ``{backend: {option: value}}`` (see :func:`coerce_backend_options`); the chosen
@@ -318,6 +319,9 @@ def create_backend(
                 spelled = ", ".join(f"{other}.{k}" for k in opts)
                 raise ConfigError(f"{spelled} applies to the {other} backend, and this run uses {chosen}; "
                                   f"add --backend {other}")
+    from ..models.registry import resolve_weights
+
+    weights = resolve_weights(variant.spec, variant.factor, weights)  # a shipped alternative's name -> its file
     info = _BACKENDS[chosen]
     config = info.config(device=device, precision=precision, **options.get(chosen, {}))
     backend = info.cls(variant, config, weights)

@@ -46,7 +46,9 @@ inference_options = _stack(
                  help="Default: fp16 on CUDA, fp32 on CPU. bf16: PyTorch on CUDA, or on CPUs with AVX512-BF16/AMX "
                       "(2-5x faster there, see MODELS.md for the quality); else fp32, said once. auto: the "
                       "fastest measured for the network that loses at most 0.1 dB against fp32."),
-    click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Your own .safetensors weights."),
+    click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                 help="Your own .safetensors weights, or the name of shipped alternative weights (IRN x2: codec, "
+                      "trained through libx264 for a lossy link)."),
     click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile."),
     click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16)."),
     click.option("--max-memory", default=None, metavar="SIZE",

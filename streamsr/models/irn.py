@@ -34,7 +34,7 @@ from .geometry import Parts
 from .inputs import IMAGE, Grid, ModelInput, register_table_provider
 from .registry import ModelSpec, register_model
 
-__all__ = ["IRN", "SHIPPED_IRN", "Z", "haar", "irn_loss", "quantize", "through_codec"]
+__all__ = ["IRN", "SHIPPED_IRN", "Z", "bit_cost", "haar", "irn_loss", "quantize", "through_codec"]
 
 SHIPPED_IRN = {"blocks": 4, "growth": 16}
 
@@ -218,8 +218,36 @@ def through_codec(lr: Tensor, codec: str, crf: tuple[float, float]) -> Tensor:
     return lr + (decoded - lr).detach()
 
 
+def _dct_matrix(n: int = 8) -> Tensor:
+    """The orthonormal DCT-II of size n (rows: frequencies)."""
+    k, i = torch.arange(n).unsqueeze(1), torch.arange(n).unsqueeze(0)
+    m = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    m[0] /= math.sqrt(2)
+    return m
+
+
+def bit_cost(lr: Tensor, step: float = 9.0) -> Tensor:
+    """A differentiable stand-in for the bits an intra codec spends on ``lr`` (N×3×H×W in [0, 1]),
+    per pixel: for each 8×8 block of its BT.709 luma and chroma (0-255 scale), log2(1 + |c|/step)
+    summed over the AC coefficients of the orthonormal DCT, as a coefficient coded at quantiser
+    step ``step`` costs about that many bits (9 ≈ H.264's step at QP 23). Only its gradient
+    matters in training: it pushes the LR's detail toward what a codec keeps cheaply."""
+    r, g, b = lr[:, 0] * 255, lr[:, 1] * 255, lr[:, 2] * 255
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    yuv = torch.stack([y, (b - y) / 1.8556, (r - y) / 1.5748], 1)
+    n, _, h, w = yuv.shape
+    yuv = yuv[:, :, : h - h % 8, : w - w % 8]
+    blocks = yuv.unfold(2, 8, 8).unfold(3, 8, 8)  # N×C×H/8×W/8×8×8
+    d = _dct_matrix().to(lr)
+    coeffs = d @ blocks @ d.T
+    ac = torch.ones(8, 8, dtype=lr.dtype, device=lr.device)
+    ac[0, 0] = 0
+    return (torch.log2(1 + coeffs.abs() / step) * ac).sum() / (n * yuv.shape[2] * yuv.shape[3])
+
+
 def irn_loss(model: IRN, inputs: list[Tensor], hr: Tensor, weights: tuple[float, float, float] | None = None,
-             codec: str | None = None, crf: tuple[float, float] = (18, 33), z_scale: float = 1.0) -> Tensor:
+             codec: str | None = None, crf: tuple[float, float] = (18, 33), z_scale: float = 1.0,
+             rate: float = 0.0) -> Tensor:
     """The paper's loss for one batch: ``inputs[0]`` is the MATLAB-bicubic LR of ``hr``.
 
     Args:
@@ -233,6 +261,9 @@ def irn_loss(model: IRN, inputs: list[Tensor], hr: Tensor, weights: tuple[float,
         crf: the range the codec's crf is drawn from, per batch.
         z_scale: standard deviation of the z the backward pass samples (the paper's 1; 0: the
             receiver's own z = 0).
+        rate: weight of the LR's :func:`bit_cost` (bits per LR pixel, times the LR pixels of a
+            patch): the compression-aware stage's rate term, so that the LR does not buy
+            quality at the inverse with detail the codec pays for.
     """
     s = model.scale
     w_forw, w_distr, w_back = weights or (float(s * s), 1.0, 1.0)
@@ -246,7 +277,10 @@ def irn_loss(model: IRN, inputs: list[Tensor], hr: Tensor, weights: tuple[float,
         sent = through_codec(sent, codec, tuple(crf))
     back_in = torch.cat([sent, torch.randn_like(z) * z_scale], 1)
     back = torch.sqrt((model.inverse(back_in) - hr) ** 2 + 1e-6).sum() / n
-    return w_forw * forw + w_distr * distr + w_back * back
+    loss = w_forw * forw + w_distr * distr + w_back * back
+    if rate:
+        loss = loss + rate * bit_cost(lr) * lr.shape[2] * lr.shape[3]
+    return loss
 
 
 def _part_inputs(factor: int | None, part: str) -> tuple[ModelInput, ...]:

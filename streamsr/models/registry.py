@@ -33,6 +33,8 @@ __all__ = [
     "model_kwargs",
     "pick_model",
     "register_model",
+    "resolve_weights",
+    "shipped_alternatives",
     "weights_path",
 ]
 
@@ -219,6 +221,30 @@ def weights_path(spec: ModelSpec, scale: int | None) -> Path | None:
     return path if path.is_file() else None
 
 
+def shipped_alternatives(spec: ModelSpec, scale: int | None) -> dict[str, Path]:
+    """Other weights shipped for ``spec`` at ``scale``, by name: ``{base}-{name}.safetensors``
+    beside the default ones (IRN x2's ``codec``: trained through a real codec)."""
+    base = spec.weights_file(scale).removesuffix(".safetensors")
+    folder = Path(str(resources.files("streamsr.models") / "weights"))
+    return {p.name[len(base) + 1 : -len(".safetensors")]: p for p in sorted(folder.glob(f"{base}-*.safetensors"))}
+
+
+def resolve_weights(spec: ModelSpec, scale: int | None, weights: str | Path | None) -> str | Path | None:
+    """What ``--weights`` names: a file, or (a bare word that is not a file) shipped alternative
+    weights of this network (:func:`shipped_alternatives`); None stays None (the default weights).
+
+    Raises:
+        WeightsError: a bare word this network ships no weights under.
+    """
+    if weights is None or Path(weights).suffix or Path(weights).exists() or len(Path(weights).parts) > 1:
+        return weights
+    alternatives = shipped_alternatives(spec, scale)
+    if str(weights) in alternatives:
+        return alternatives[str(weights)]
+    raise WeightsError(f"--weights {weights}: no such file, and {spec.variant(scale).name} ships no weights named "
+                       f"{str(weights)!r}" + (f" (it ships: {', '.join(alternatives)})" if alternatives else ""))
+
+
 #: how a PyTorch checkpoint (never unpickled here) becomes a weights file streamsr reads
 _CONVERT = ("convert it once where you trust it: python -c \"import torch, safetensors.torch as st; "
             "sd = torch.load('IN.pth', weights_only=True); st.save_file({k: v.contiguous() for k, v in "
@@ -276,7 +302,8 @@ def build_model(
         name: registry name.
         scale: the integer factor of the variant (None for continuous models).
         pretrained: load the shipped weights (error if none are shipped).
-        weights: a user ``.safetensors`` file, which takes precedence over the shipped one.
+        weights: a user ``.safetensors`` file, which takes precedence over the shipped one, or
+            the name of shipped alternative weights (:func:`resolve_weights`).
 
     Raises:
         UnknownModelError, UnsupportedScaleError, WeightsError.
@@ -284,6 +311,7 @@ def build_model(
     spec = get_model(name, scale)
     if not spec.learned:
         return spec.factory(scale).eval()
+    weights = resolve_weights(spec, scale, weights)
     path = Path(weights) if weights is not None else (weights_path(spec, scale) if pretrained else None)
     if pretrained and path is None:
         raise WeightsError(f"no shipped weights for {spec.variant(scale).name}; pass a .safetensors file "
