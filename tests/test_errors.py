@@ -93,6 +93,50 @@ def test_what_a_sigkill_leaves(tmp_path, ext, realtime, playable):
     assert (frames > 0) == playable, frames
 
 
+def test_ctrl_c_stops_a_run_started_with_sigint_ignored(tmp_path):
+    """A background job of a shell script (`streamsr run ... &`) starts with SIGINT ignored, and
+    Python then leaves it so: Ctrl-C and `kill -INT` did nothing, and a cluster run under a test
+    suite started that way never ended. The commands set SIGINT themselves: the run says it is
+    stopping, finishes what it read, finalizes its output and exits 130."""
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from streamsr.synth import write_clip
+
+    clip = write_clip(tmp_path / "in.ts", frames=60, size=(96, 72), container="mpegts")
+    out, partial = tmp_path / "o.mkv", tmp_path / "o.mkv.partial"
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` in a script starts it
+    proc = subprocess.Popen([sys.executable, "-m", "streamsr.cli", "run", "-", "-o", str(out), "--quiet"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=ignore_sigint)  # noqa: PLW1509 -- the test's own process, before exec
+    said: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [said.put(line.decode(errors="replace")) for line in proc.stderr],
+                     daemon=True).start()
+    try:
+        proc.stdin.write(clip.read_bytes())
+        proc.stdin.flush()  # and left open: the run waits for more input
+        deadline = time.monotonic() + 300  # only a bound on a broken run, never reached by a working one
+        while not partial.exists() and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert "stopping" in said.get(timeout=120)  # heard; it finishes the frames it has read
+        proc.stdin.close()  # Ctrl-C in a terminal also ends the program feeding the pipe
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert code == 130
+    assert out.exists() and not partial.exists()
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) > 0
+
+
 @pytest.mark.parametrize("ext", [".mkv", ".mp4"])
 def test_a_live_recording_reaches_the_disk_as_it_goes(tmp_path, ext):
     """A small live recording used to sit in the muxer's memory (0 bytes on disk after 16 s of a

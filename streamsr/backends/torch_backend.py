@@ -1,5 +1,6 @@
-"""PyTorch backend: CPU (fp32, or bf16 on CPUs that compute it), or CUDA with fp16; channels_last on CUDA, and on the CPU for the
-networks it measured faster for (the speed table, see :func:`~streamsr.backends.base.measured_speeds`)."""
+"""PyTorch backend: CPU (fp32, or bf16 on CPUs that compute it), or CUDA with fp16; channels_last
+on CUDA, and on the CPU for the networks it measured faster for (the speed table, see
+:func:`~streamsr.backends.choice.measured_speeds`)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,8 @@ class TorchConfig:
         threads: CPU threads for intra-op parallelism (None = PyTorch's default).
         compile: run the network through ``torch.compile`` (Inductor kernels; on the CPU with
             the weights frozen as constants; on CUDA in "reduce-overhead" mode, which replays CUDA
-            graphs). The first frame of each size
-            compiles (seconds to a minute); if compiling fails the backend says so once and runs
-            eagerly.
+            graphs). The first frame of each size compiles (seconds to a minute); if compiling
+            fails the backend says so once and runs eagerly.
     """
 
     device: str = "cpu"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
 from pathlib import Path
 
 import click
 
 from . import EXIT_ERROR, EXIT_INTERRUPTED, main
-from .options import build_config, model_options, preset_option
+from .options import build_config, model_options, preset_option, stop_on_signals
 
 __all__ = ["cluster", "cluster_run", "cluster_status", "format_table"]
 
@@ -92,10 +91,6 @@ def format_table(statuses: list, *, errors: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM drains like Ctrl-C
-    raise KeyboardInterrupt
-
-
 @cluster.command("run")
 @click.option("--config", "cameras_file", required=True, type=click.Path(dir_okay=False),
               help="Cameras TOML file ([defaults]: any option of `streamsr run`; one [[camera]] per camera).")
@@ -137,20 +132,16 @@ def cluster_run(cameras_file, address, inference, cpus_per_camera, gpus_per_came
         if not quiet:
             click.echo(f"streamsr: {line}", err=True)
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        with connect(address) as conn:
-            say(f"{'started a local Ray instance at' if conn.started else 'connected to Ray at'} {conn.address}; "
-                f"{len(cameras)} camera(s)")
-            with ClusterRun(cameras, config, cpus=cpus_per_camera, gpus=gpus_per_camera, max_frames=max_frames,
-                            cameras_per_gpu=cameras_per_gpu, resources=_resources(custom), max_restarts=max_restarts,
-                            ray=conn.ray, on_event=say) as job, contextlib.ExitStack() as servers:
-                if metrics_port:
-                    server = servers.enter_context(cluster_metrics_server(*parse_listen(metrics_port), job.statuses))
-                    say(f"metrics at http://{parse_listen(metrics_port)[0]}:{server.port}/metrics")
-                statuses = job.run(duration=duration)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with stop_on_signals(), connect(address) as conn:
+        say(f"{'started a local Ray instance at' if conn.started else 'connected to Ray at'} {conn.address}; "
+            f"{len(cameras)} camera(s)")
+        with ClusterRun(cameras, config, cpus=cpus_per_camera, gpus=gpus_per_camera, max_frames=max_frames,
+                        cameras_per_gpu=cameras_per_gpu, resources=_resources(custom), max_restarts=max_restarts,
+                        ray=conn.ray, on_event=say) as job, contextlib.ExitStack() as servers:
+            if metrics_port:
+                server = servers.enter_context(cluster_metrics_server(*parse_listen(metrics_port), job.statuses))
+                say(f"metrics at http://{parse_listen(metrics_port)[0]}:{server.port}/metrics")
+            statuses = job.run(duration=duration)
     if stats_json:
         Path(stats_json).write_text(json.dumps([s.as_dict() for s in statuses], indent=2) + "\n")
     if not quiet:

@@ -1,4 +1,5 @@
-"""Options shared by several commands, and the one way they become a :class:`RunConfig`.
+"""Options shared by several commands, the one way they become a :class:`RunConfig`, and how a
+long-running command is stopped (:func:`stop_on_signals`).
 
 Every option defaults to None, so that unset ones are dropped and the preset's (``--for``) or the
 config's defaults apply.
@@ -6,14 +7,34 @@ config's defaults apply.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 
 import click
 
 from ..config import PRECISIONS, RunConfig, load_preset
 
 __all__ = ["build_config", "degradation_options", "inference_options", "model_options", "parse_noise",
-           "preset_option"]
+           "preset_option", "stop_on_signals"]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the block runs, Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt in the main
+    thread: a run stops, drains and finalizes its outputs. SIGINT too is set here, not left to
+    Python: a process started with it ignored (a background job of a shell script: ``cmd &``)
+    would otherwise ignore Ctrl-C and ``kill -INT`` for ever. The handlers before are restored."""
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _stack(*decorators: Callable) -> Callable:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,14 @@ import click
 from ..errors import StreamSRError
 from ..urls import mask_credentials
 from . import EXIT_ERROR, EXIT_INTERRUPTED, main
-from .options import build_config, degradation_options, inference_options, model_options, preset_option
+from .options import (
+    build_config,
+    degradation_options,
+    inference_options,
+    model_options,
+    preset_option,
+    stop_on_signals,
+)
 
 __all__ = ["run"]
 
@@ -60,10 +66,6 @@ class _Progress:
     def close(self) -> None:
         if self.enabled and self.last:
             click.echo("", err=True)
-
-
-def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: graceful stop
-    raise KeyboardInterrupt
 
 
 @main.command()
@@ -161,11 +163,10 @@ def run(inputs, outputs, cameras_file, preset_name, quiet, stats_json, no_audio,
         raise click.UsageError("refusing to write video to a terminal; redirect stdout or use -o FILE")
     config = build_config(preset_name, {**options, "audio": False if no_audio else None}, file_defaults)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        results = _run_all(cameras, config, progress, max_frames, duration, metrics_port, ui_port, quiet)
+        with stop_on_signals():
+            results = _run_all(cameras, config, progress, max_frames, duration, metrics_port, ui_port, quiet)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         progress.close()
     if stats_json:
         report = [{**(r.stats.as_dict() if r.stats else {"camera": r.camera.name}),
