@@ -48,10 +48,24 @@ def to_rgb(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
         frame: the decoded frame, any pixel format swscale reads.
         colour: resolved colour tags of the frame.
     """
+    return _to_full_range(frame, colour, "rgb24").to_ndarray()
+
+
+def _to_full_range(frame: av.VideoFrame, colour: ColourTags, fmt: str) -> av.VideoFrame:
+    """``frame`` as full-range RGB in ``fmt`` (rgb24, planar gbrp), with its own matrix and range."""
     cs = sws_colorspace(colour.matrix)
-    rgb = frame.reformat(format="rgb24", src_colorspace=cs, dst_colorspace=cs, src_color_range=colour.range,
-                         dst_color_range=RANGE_FULL, interpolation=SWS_FLAGS)
-    return rgb.to_ndarray()
+    return frame.reformat(format=fmt, src_colorspace=cs, dst_colorspace=cs, src_color_range=colour.range,
+                          dst_color_range=RANGE_FULL, interpolation=SWS_FLAGS)
+
+
+def _from_full_range(rgb: av.VideoFrame, pix_fmt: str, colour: ColourTags, size: tuple[int, int] | None) -> av.VideoFrame:
+    """A full-range RGB frame (rgb24 or gbrp) in ``pix_fmt`` with ``colour``'s matrix and range,
+    resized (Lanczos) to ``size`` = (width, height) when given."""
+    cs = sws_colorspace(colour.matrix)
+    width, height = size or (None, None)
+    flags = SWS_FLAGS if size is None or size == (rgb.width, rgb.height) else RESIZE_FLAGS
+    return rgb.reformat(width=width, height=height, format=pix_fmt, src_colorspace=cs, dst_colorspace=cs,
+                        src_color_range=RANGE_FULL, dst_color_range=colour.range, interpolation=flags)
 
 
 #: the RGB channel each plane of swscale's planar ``gbrp`` holds (G, B, R)
@@ -66,9 +80,7 @@ def _rows(plane, height: int, width: int) -> np.ndarray:
 def to_planar(frame: av.VideoFrame, colour: ColourTags) -> np.ndarray:
     """Like :func:`to_rgb`, as the network takes it: 3×H×W float32 RGB in [0, 1]. swscale writes
     planar RGB, so no interleaved copy is transposed (the same values as :func:`to_rgb` / 255)."""
-    cs = sws_colorspace(colour.matrix)
-    gbr = frame.reformat(format="gbrp", src_colorspace=cs, dst_colorspace=cs, src_color_range=colour.range,
-                         dst_color_range=RANGE_FULL, interpolation=SWS_FLAGS)
+    gbr = _to_full_range(frame, colour, "gbrp")
     h, w = gbr.height, gbr.width
     chw = np.empty((3, h, w), np.float32)
     for channel, plane in zip(_GBR, gbr.planes, strict=True):
@@ -87,23 +99,14 @@ def from_planar(chw: np.ndarray, pix_fmt: str, colour: ColourTags, size: tuple[i
     gbr = av.VideoFrame(w, h, "gbrp")
     for channel, plane in zip(_GBR, gbr.planes, strict=True):
         np.copyto(_rows(plane, h, w), scaled[channel], casting="unsafe")
-    cs = sws_colorspace(colour.matrix)
-    width, height = size or (None, None)
-    flags = SWS_FLAGS if size is None or size == (w, h) else RESIZE_FLAGS
-    return gbr.reformat(width=width, height=height, format=pix_fmt, src_colorspace=cs, dst_colorspace=cs,
-                        src_color_range=RANGE_FULL, dst_color_range=colour.range, interpolation=flags)
+    return _from_full_range(gbr, pix_fmt, colour, size)
 
 
 def from_rgb(rgb: np.ndarray, pix_fmt: str, colour: ColourTags, size: tuple[int, int] | None = None) -> av.VideoFrame:
     """H×W×3 uint8 full-range RGB → a frame in ``pix_fmt`` with ``colour``'s matrix and range,
     resized (Lanczos) to ``size`` = (width, height) when given.
     """
-    vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-    cs = sws_colorspace(colour.matrix)
-    width, height = size or (None, None)
-    flags = SWS_FLAGS if size is None or size == (vf.width, vf.height) else RESIZE_FLAGS
-    return vf.reformat(width=width, height=height, format=pix_fmt, src_colorspace=cs, dst_colorspace=cs,
-                       src_color_range=RANGE_FULL, dst_color_range=colour.range, interpolation=flags)
+    return _from_full_range(av.VideoFrame.from_ndarray(rgb, format="rgb24"), pix_fmt, colour, size)
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

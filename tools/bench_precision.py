@@ -50,9 +50,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from streamsr.bench import synth_clip
-    from streamsr.machine import cpu_flags
+    from streamsr.machine import CPU_BF16_FLAGS, cpu_flags
 
-    flags = ", ".join(sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})) or "no bf16 instructions"
+    flags = ", ".join(sorted(cpu_flags() & CPU_BF16_FLAGS)) or "no bf16 instructions"
     lines = [f"### fp32 against bf16, whole `streamsr run` processes, CPU ({flags})", "",
              ("| model | input, frames | setting | ran on | in-loop fps (best) | x fp32 in loop (min / median) | "
               "wall s (best) | x fp32 whole process (min / median) |"), "|---|---|---|---|---|---|---|---|"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError, ConfigError
-from ..models.registry import ModelVariant
+from ..models.registry import ModelVariant, get_model, resolve_weights
 from .base import _BACKENDS, PRECISIONS, coerce_backend_options, get_backend_class
 
 __all__ = [
@@ -121,8 +121,6 @@ AUTO_MAX_LOSS = 0.1
 @functools.cache
 def _losses(path: Path) -> dict[tuple[str, str], float]:
     """{(network name, precision): the most mean Y-PSNR it lost against fp32 at any scale measured}."""
-    from ..models.registry import get_model
-
     try:
         rows = json.loads(path.read_text())["rows"]
         out: dict[tuple[str, str], float] = {}
@@ -140,13 +138,13 @@ def _losses(path: Path) -> dict[tuple[str, str], float]:
         return {}
 
 
-def precision_loss(variant: ModelVariant | str, precision: str, *, table: Path | None = None) -> float | None:
+def precision_loss(variant: ModelVariant | str, precision: str) -> float | None:
     """The most mean Y-PSNR (dB) ``variant`` measured to lose at ``precision`` against fp32
     (0 for fp32; None: not measured)."""
     if precision == "fp32":
         return 0.0
     name = variant if isinstance(variant, str) else variant.name
-    return _losses(table or QUALITY_TABLE).get((name, precision))
+    return _losses(QUALITY_TABLE).get((name, precision))
 
 
 def auto_precision(name: str, device: str, variant: ModelVariant | str | None) -> str:
@@ -260,15 +258,11 @@ def resolve_precision(backend: str, device: str, precision: str | None) -> str:
     Args:
         backend: the resolved backend's name.
         device: "cpu" or "cuda" (resolved).
-        precision: the run's (None: the device's default).
-
-    Raises:
-        ConfigError: a precision that does not exist.
+        precision: one of :data:`~streamsr.config.PRECISIONS` (checked by :func:`create_backend`),
+            or None: the device's default.
     """
     if precision is None:
         precision = default_precision(device)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     runs, why = precision_fallback(backend, device, precision)
     if why is not None:
         _notice(f"--precision {precision}: {why}; running {runs}")
@@ -319,8 +313,6 @@ def create_backend(
                 spelled = ", ".join(f"{other}.{k}" for k in opts)
                 raise ConfigError(f"{spelled} applies to the {other} backend, and this run uses {chosen}; "
                                   f"add --backend {other}")
-    from ..models.registry import resolve_weights
-
     weights = resolve_weights(variant.spec, variant.factor, weights)  # a shipped alternative's name -> its file
     info = _BACKENDS[chosen]
     config = info.config(device=device, precision=precision, **options.get(chosen, {}))

@@ -256,7 +256,7 @@ class GraphKey:
         precision: "fp32" or "fp16".
         opset: the ONNX opset exported to.
         weights: sha256[:16] of the weights file's bytes ("none" for a network without weights).
-        code: the code's version (:func:`_code_version`).
+        code: the code's version (:func:`code_version`).
     """
 
     variant: str

@@ -209,13 +209,19 @@ class Sink:
         has another. Thread-safe; runs off the encoder thread.
         """
         rgb: np.ndarray = frame.image
-        size = None
-        if (rgb.shape[1], rgb.shape[0]) != (self.width, self.height):
-            if (rgb.shape[1], rgb.shape[0]) == self.requested:  # one pixel more than 4:2:0 takes
-                rgb = np.ascontiguousarray(rgb[: self.height, : self.width])
-            else:
-                size = (self.width, self.height)
+        crop, size = self._fit(rgb.shape[1], rgb.shape[0])
+        if crop:
+            rgb = np.ascontiguousarray(rgb[: self.height, : self.width])
         return self._stamp(frame, from_rgb(rgb, self.pix_fmt, self.colour, size))
+
+    def _fit(self, width: int, height: int) -> tuple[bool, tuple[int, int] | None]:
+        """How a picture of ``width``×``height`` becomes the encoder's: (cropped by the pixel
+        4:2:0 cannot take, the size to resize to or None)."""
+        if (width, height) == (self.width, self.height):
+            return False, None
+        if (width, height) == self.requested:  # one pixel more than 4:2:0 takes
+            return True, None
+        return False, (self.width, self.height)
 
     def make_frame_chw(self, frame: Frame) -> Frame:
         """Like :meth:`make_frame` for a frame carrying a network's 3×H×W float RGB output in
@@ -223,12 +229,9 @@ class Sink:
         from ..swscale import from_planar
 
         chw: np.ndarray = frame.image
-        size = None
-        if (chw.shape[2], chw.shape[1]) != (self.width, self.height):
-            if (chw.shape[2], chw.shape[1]) == self.requested:  # one pixel more than 4:2:0 takes
-                chw = chw[:, : self.height, : self.width]
-            else:
-                size = (self.width, self.height)
+        crop, size = self._fit(chw.shape[2], chw.shape[1])
+        if crop:
+            chw = chw[:, : self.height, : self.width]
         return self._stamp(frame, from_planar(chw, self.pix_fmt, self.colour, size))
 
     @property
