@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -118,6 +119,52 @@ def test_segment_names_never_reuse_a_file(tmp_path):
     assert resolve_path("gate.mkv", tmp_path) == str(tmp_path / "gate.mkv")
     assert resolve_path("rtsp://h/s", tmp_path) == "rtsp://h/s" and resolve_path("/a/b.mkv", tmp_path) == "/a/b.mkv"
     assert actor_name("rtsp://user:pw@cam/s") == "camera:rtsp://***@cam/s"
+
+
+class _Ref:
+    def __init__(self, value):
+        self.value = value
+
+
+def _answer(incarnation: str, segment: int | None, state: str) -> dict:
+    return {"incarnation": incarnation, "segment": segment, "state": state, "node_ip": "10.0.0.1", "node_id": "ab",
+            "snapshot": None, "first_frame_wall": None, "last_frame_wall": None, "error": None, "output": None}
+
+
+def test_a_status_answered_before_its_begin_does_not_begin_a_second_segment():
+    """A camera actor answers calls concurrently (max_concurrency > 1), so a status asked before
+    the begin may be answered after the begin's own answer: it still says "not begun". The
+    supervisor must not begin again (it once did: the camera's outputs then listed gate.r1.mkv,
+    a file nobody wrote, with no restart). A new process is begun afresh."""
+    class RayActorError(Exception):
+        pass
+
+    class ActorDiedError(RayActorError):
+        pass
+
+    answers = [_answer("a", None, "waiting"),  # poll 1: not begun yet -> begin segment 0
+               _answer("a", None, "waiting"),  # poll 2: asked before the begin ran, answered after it
+               _answer("a", 0, "running"),
+               _answer("b", None, "waiting"),  # a restarted process: begin segment 1
+               _answer("b", 1, "done")]
+    begun = []
+    actor = types.SimpleNamespace(
+        status=types.SimpleNamespace(remote=lambda: _Ref(answers.pop(0))),
+        begin=types.SimpleNamespace(remote=lambda segment, **kw: begun.append(segment) or _Ref(None)))
+    fake_ray = types.SimpleNamespace(wait=lambda refs, num_returns, timeout: (refs, []), get=lambda ref: ref.value,
+                                     exceptions=types.SimpleNamespace(RayActorError=RayActorError,
+                                                                      ActorDiedError=ActorDiedError))
+    job = ClusterRun([Camera("gate", "rtsp://cam/s", "/rec/gate.mkv")], RunConfig(scale=2), ray=fake_ray)
+    job._tracked[0].actor = actor
+    for _ in range(3):
+        job.poll()
+    [status] = job.statuses()
+    assert begun == [0] and status.outputs == ["/rec/gate.mkv"] and status.restarts == 0 and status.state == "running"
+    job.poll()
+    job.poll()
+    [status] = job.statuses()
+    assert begun == [0, 1] and status.outputs == ["/rec/gate.mkv", "/rec/gate.r1.mkv"] and status.restarts == 1
+    assert status.state == "done" and not answers
 
 
 def test_status_table_json_and_metrics_mask_credentials():

@@ -49,6 +49,7 @@ class _Tracked:
     begin_ref: Any = None
     next_segment: int = 0
     incarnation: str | None = None
+    begun: str | None = None  # the incarnation a segment was begun on
     lost: bool = False
     restarts: int = 0
     gaps: int = 0
@@ -272,8 +273,8 @@ class ClusterRun:
         if data["segment"] is None:
             if self._stopping:
                 t.state = "stopped"
-            elif t.begin_ref is None:
-                t.state = "waiting"
+            elif t.begun != t.incarnation:  # once per process: the actor answers calls concurrently,
+                t.state = "waiting"         # so a status asked before its begin may arrive after it
                 self._begin(t)
             return
         if t.gap_from is not None and data["first_frame_wall"] is not None:
@@ -293,7 +294,7 @@ class ClusterRun:
             t.state = "done"
             return
         segment = t.next_segment
-        t.next_segment += 1
+        t.next_segment, t.begun = segment + 1, t.incarnation
         output = mask_credentials(segment_output(t.camera.output, segment))
         t.outputs.append(output)
         remaining = None if self.max_frames is None else self.max_frames - done
