@@ -203,11 +203,25 @@ def python_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.is_alive() and not isinstance(t, threading._DummyThread)}
 
 
+def _comm(task: str) -> str | None:
+    try:
+        return Path(f"/proc/self/task/{task}/comm").read_text().strip()
+    except OSError:  # it ended meanwhile
+        return None
+
+
 def native_threads() -> int:
-    """Threads of this process, FFmpeg's included, once garbage that holds a decoder is gone
-    (PyAV frees a codec context, and joins its threads, only when the object is collected)."""
+    """Threads of this process that a run could have started, once garbage that holds a decoder
+    is gone (PyAV frees a codec context, and joins its threads, only when the object is collected).
+
+    Those are FFmpeg's (named ``av:CODEC:...``) and threads that carry the process's own name: a
+    new thread inherits its creator's, and neither x264, OpenMP nor Python's threading renames
+    theirs. Threads with other names belong to libraries the suite loaded before (the gRPC
+    client of a Ray driver from the cluster tests grows its pool on its own schedule)."""
     gc.collect()
-    return len(os.listdir("/proc/self/task"))
+    own = Path("/proc/self/comm").read_text().strip()
+    return sum(name == own or name.startswith("av:")
+               for name in map(_comm, os.listdir("/proc/self/task")) if name is not None)
 
 
 def child_processes() -> set[int]:
