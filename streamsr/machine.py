@@ -8,10 +8,32 @@ so it stays a pure function that tests drive with any machine they like.
 from __future__ import annotations
 
 import functools
+import glob
 import os
 from dataclasses import dataclass
 
-__all__ = ["CPU_BF16_FLAGS", "Machine", "cpu_flags", "cpu_runs_bf16"]
+__all__ = ["CPU_BF16_FLAGS", "Machine", "cpu_flags", "cpu_runs_bf16", "cuda_available"]
+
+#: what a machine whose PyTorch could see a GPU has: an NVIDIA driver's devices, WSL2's GPU
+#: device, ROCm's (PyTorch's ROCm build answers through torch.cuda too)
+_GPU_DEVICE_PATTERNS = ("/dev/nvidia[0-9]*", "/proc/driver/nvidia/gpus/*", "/dev/dxg", "/dev/kfd")
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU. A machine with no GPU driver's devices answers no without
+    importing PyTorch (about a second and 200 MiB that a CPU run on ONNX Runtime never needs)."""
+    if not any(glob.glob(pattern) for pattern in _GPU_DEVICE_PATTERNS):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cuda_free() -> int:
+    import torch
+
+    return torch.cuda.mem_get_info()[0]
 
 #: CPU flags (Linux /proc/cpuinfo names) of instructions that compute in bf16 natively
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -72,12 +94,11 @@ class Machine:
     @functools.cache
     def probe(cls) -> Machine:
         """This machine (probed once; the memory figures are those at the first probe)."""
-        import torch
         from av.codec.hwaccel import hwdevices_available
 
-        cuda = torch.cuda.is_available()
+        cuda = cuda_available()
         return cls(cuda=cuda, hwdevices=tuple(hwdevices_available()), memory=_available_memory(),
-                   cuda_memory=torch.cuda.mem_get_info()[0] if cuda else None)
+                   cuda_memory=_cuda_free() if cuda else None)
 
     def hwaccel(self, hwdec: str) -> str | None:
         """The device type to decode on for ``--hwdec`` (None: the CPU): "auto" picks NVDEC when

@@ -175,7 +175,8 @@ def test_device_chain_repacks_other_formats(tmp_path):
 
 def test_where_colour_is_converted(tmp_path, small_clip):
     # auto on the CPU keeps swscale; device where it can't be done is a clear error
-    from streamsr.pipeline.stages import DeviceInferStage, ToTensorStage
+    from streamsr.pipeline.device_stages import DeviceInferStage
+    from streamsr.pipeline.stages import ToTensorStage
 
     stats = upscale_video(small_clip, tmp_path / "a.mp4", RunConfig.from_options(scale=2, backend="torch"))
     assert stats.extra["colour_on"] == "cpu" and stats.frames_out == 12

@@ -157,3 +157,39 @@ def test_concurrent_first_runs_both_succeed(folder):
     assert results[0][0] == results[1][0]
     (path,) = folder.iterdir()
     assert path.suffix == ".onnx" and GraphCache(folder).load(GraphKey.make(ESPCN)) is not None
+
+
+_WITHOUT_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("this run must not import torch")
+
+sys.meta_path.insert(0, NoTorch())
+from streamsr.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["espcn", "lte", "udvd"])
+def test_a_run_on_onnx_runtime_after_the_first_never_imports_torch(folder, tmp_path, model):
+    """Importing PyTorch costs about a second and 200 MiB: once the first run has cached the graph
+    and the memory plan, a run on ONNX Runtime on the CPU never imports it (the model specs, the
+    CPU stages, the noise estimate and the device check are torch-free). Networks with query tables
+    (LTE) and degradation inputs (UDVD, noise estimated) included."""
+    from media import make_video
+
+    clip = make_video(tmp_path / "in.mp4", frames=3, size=(64, 48))
+    args = ["run", str(clip), "--model", model, "--scale", "2", "--backend", "onnxruntime", "-q"]
+    if model == "udvd":
+        args += ["--noise", "auto"]
+    first = subprocess.run([sys.executable, "-m", "streamsr.cli", *args, "-o", str(tmp_path / "a.mp4")],
+                           check=False, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, *args, "-o", str(tmp_path / "b.mp4")],
+                           check=False, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "b.mp4").read_bytes() == (tmp_path / "a.mp4").read_bytes()

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from streamsr.metrics import imresize
 from streamsr.models import build_model, get_model
-from streamsr.models.implicit import AXIS_CHANNELS, CELL_CLIP, axis_table
 from streamsr.models.inputs import Grid, InputAssembler, get_provider
+from streamsr.models.tables import AXIS_CHANNELS, CELL_CLIP, axis_table
 
 
 def test_axis_tables_by_hand_2x2_to_3x5():

@@ -22,7 +22,7 @@ from streamsr.models.irn import IRN, Haar, irn_loss, quantize
 def _randomized(scale: int, **kwargs) -> IRN:
     """A network whose blocks do something (their last convolutions start at zero); the shipped
     variant's size unless kwargs say otherwise."""
-    model = get_model("irn").factory(scale, **kwargs)
+    model = get_model("irn").build(scale, **kwargs)
     g = torch.Generator().manual_seed(scale)
     with torch.no_grad():
         for p in model.parameters():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..machine import cuda_available
 from ..models.registry import ModelVariant, get_model, resolve_weights
 from .base import _BACKENDS, PRECISIONS, coerce_backend_options, get_backend_class
 
@@ -174,13 +175,11 @@ def resolve_device(device: str) -> str:
     Raises:
         ConfigError: unknown device; BackendUnavailableError: cuda asked for but absent.
     """
-    import torch
-
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if cuda_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device == "cuda" and not cuda_available():
         raise BackendUnavailableError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
     return device
 

@@ -215,19 +215,13 @@ def code_version(variant: ModelVariant) -> str:
     """streamsr's version, PyTorch's major.minor (its exporter writes the graph), the graph
     format, and the digest of the sources (see :func:`_sources_digest`): what anything derived
     from a network's code (its graph, the memory plan's measurement of it) is keyed by."""
-    import inspect
-
     from .. import __version__
 
     try:
         torch_version = ".".join(metadata.version("torch").split(".")[:2])
     except metadata.PackageNotFoundError:
         torch_version = "none"
-    try:
-        factory_file = inspect.getsourcefile(variant.spec.factory) if variant.spec.factory else None
-    except TypeError:
-        factory_file = None
-    tag = f"{__version__}|torch{torch_version}|g{GRAPH_FORMAT}|{_sources_digest(factory_file)}"
+    tag = f"{__version__}|torch{torch_version}|g{GRAPH_FORMAT}|{_sources_digest(variant.spec.factory_file)}"
     return f"v{_slug(__version__)}-torch{torch_version}-{hashlib.sha256(tag.encode()).hexdigest()[:10]}"
 
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
+from ..machine import cuda_available
 from ..models.registry import ModelVariant
 from .base import BackendBase, Capabilities, register_backend
 from .choice import measured_speeds
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TorchBackend", "TorchConfig"]
 
@@ -58,24 +61,23 @@ def _channels_last(config: TorchConfig, variant: ModelVariant) -> bool:
     return bool(fastest and fastest[0].options.get("channels_last", False))
 
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 @register_backend("torch", TorchConfig)
 class TorchBackend(BackendBase):
-    """Runs the registered PyTorch module directly."""
+    """Runs the registered PyTorch module directly (PyTorch is imported when one is created)."""
 
     # bf16 on the CPU: oneDNN's AVX512-BF16/AMX kernels (choice.resolve_precision checks the CPU)
     precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
 
     def __init__(self, variant: ModelVariant, config: TorchConfig, weights: str | None = None):
+        import torch
+
         self.variant, self.config = variant, config
         self.input_names = variant.input_names
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = torch.device(config.device)
         self.capabilities = Capabilities(location="torch", device=str(self.device), device_tensors=True, banded=True)
-        self.dtype = _DTYPES[config.precision]
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.precision]
         model = variant.build(weights=weights).to(self.device, self.dtype)
         self.memory_format = torch.channels_last if _channels_last(config, variant) else torch.contiguous_format
         # only 4-D weights take the format (Module.to would refuse UDVD's 5-D kernel buffers)
@@ -96,22 +98,28 @@ class TorchBackend(BackendBase):
 
     @classmethod
     def available(cls, device: str) -> bool:
-        return device == "cpu" or torch.cuda.is_available()
+        return device == "cpu" or cuda_available()
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str:
         return "PyTorch sees no CUDA GPU; use --device cpu"
 
-    @torch.inference_mode()
     def infer(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Upscale an N×C×H×W float32 batch; returns float32 N×C×sH×sW."""
+        import torch
+
         extra = {k: torch.from_numpy(v) for k, v in (extra or {}).items()}
         return self.infer_tensor(torch.from_numpy(batch), extra).cpu().numpy()
 
-    @torch.inference_mode()
     def infer_tensor(self, x: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Like :meth:`infer` on tensors (any device); the result stays on the backend's device
         as float32 (the GPU path of :mod:`streamsr.colour` keeps frames there)."""
+        import torch
+
+        with torch.inference_mode():
+            return self._forward(torch, x, extra or {})
+
+    def _forward(self, torch, x: torch.Tensor, extra: dict[str, torch.Tensor]) -> torch.Tensor:
         x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         args = [x] + [extra[i.name].to(self.device, torch.float32 if i.full_precision else self.dtype, non_blocking=True)
                       for i in self.variant.inputs[1:]]
@@ -133,4 +141,6 @@ class TorchBackend(BackendBase):
         """Drop the model; free cached CUDA memory."""
         self.model = None
         if self.device.type == "cuda":
+            import torch
+
             torch.cuda.empty_cache()

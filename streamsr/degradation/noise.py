@@ -10,9 +10,12 @@ estimates over time with a median of recent frames followed by an exponential av
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["NoiseTracker", "estimate_noise", "estimate_noise_batch"]
 
@@ -23,18 +26,24 @@ def estimate_noise(img: np.ndarray) -> float:
     Args:
         img: H×W×C or H×W image, uint8 or float in 0–255.
     """
-    x = torch.from_numpy(np.asarray(img, dtype=np.float64))
-    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
-    return float(estimate_noise_batch(x)[0])
+    x = np.asarray(img, dtype=np.float64)
+    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+    hh = np.abs(_haar_hh(x)).reshape(x.shape[0], -1)
+    k = (hh.shape[1] - 1) // 2  # the lower middle value, as torch.median takes it
+    return float((np.partition(hh, k, axis=1)[:, k] / 0.6745).mean())
+
+
+def _haar_hh(x):
+    """The finest diagonal Haar subband of ``...×H×W`` (numpy array or tensor; odd sides cropped)."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+    return (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2.0
 
 
 def estimate_noise_batch(x: torch.Tensor) -> torch.Tensor:
     """:func:`estimate_noise` for a batch on any device: N×C×H×W on the 0–255 scale → N σ values."""
     n, c = x.shape[:2]
-    h, w = x.shape[2] // 2 * 2, x.shape[3] // 2 * 2
-    x = x[:, :, :h, :w]
-    hh = (x[:, :, 0::2, 0::2] - x[:, :, 0::2, 1::2] - x[:, :, 1::2, 0::2] + x[:, :, 1::2, 1::2]) / 2.0  # Haar HH
-    return (hh.abs().reshape(n, c, -1).median(dim=2).values / 0.6745).mean(dim=1)
+    return (_haar_hh(x).abs().reshape(n, c, -1).median(dim=2).values / 0.6745).mean(dim=1)
 
 
 class NoiseTracker:

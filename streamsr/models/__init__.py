@@ -1,11 +1,13 @@
-"""Super-resolution architectures; importing this package registers every model."""
+"""Super-resolution architectures; importing this package registers every model (from
+:mod:`.catalog`, without importing PyTorch: a network's module is imported when it is built)."""
 
-from . import area, espcn, irn, liif, lte, srcnn, srresnet, udvd  # noqa: F401  (registers)
+from . import catalog  # noqa: F401  (registers)
 from .geometry import ContinuousRange, FixedFactors, Geometry, Parts, ScaleRequest, resolve_geometry
 from .inputs import IMAGE, Conditioning, ModelInput, register_provider
 from .registry import (
     ModelSpec,
     ModelVariant,
+    add_model,
     build_model,
     count_parameters,
     get_model,
@@ -26,6 +28,7 @@ __all__ = [
     "ModelVariant",
     "Parts",
     "ScaleRequest",
+    "add_model",
     "build_model",
     "count_parameters",
     "get_model",

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .geometry import Parts
-from .inputs import IMAGE
-from .registry import ModelSpec, register_model
-
 __all__ = ["AreaDown"]
 
 
@@ -31,9 +27,6 @@ class _Area(nn.Module):
         self.down = AreaDown(scale)
 
 
-@register_model(ModelSpec(
-    name="area", geometry=Parts((2, 3, 4), (("down", -1),), default_part="down"), paper="-",
-    part_inputs=(("down", (IMAGE,)),), learned=False, description="plain area downscale (no network weights)"))
 def area(scale: int, **kwargs) -> nn.Module:
     """The area downscale for ``scale``."""
     return _Area(scale)

@@ -13,9 +13,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .geometry import FixedFactors
-from .registry import ModelSpec, register_model
-
 __all__ = ["ESPCN"]
 
 
@@ -47,15 +44,6 @@ class ESPCN(nn.Module):
         return self.shuffle(self.body(x) + anchor)
 
 
-@register_model(
-    ModelSpec(
-        name="espcn",
-        geometry=FixedFactors((2, 3, 4)),
-        paper="Shi et al., CVPR 2016, arXiv:1609.05158",
-        description="sub-pixel CNN, 3 layers; fastest",
-        halo=4,  # 5×5, 3×3, 3×3 convolutions on the LR grid: 2 + 1 + 1
-    )
-)
 def espcn(scale: int, **kwargs) -> nn.Module:
     """Build an untrained ESPCN for ``scale``."""
     return ESPCN(scale, **kwargs)

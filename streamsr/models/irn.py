@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .geometry import Parts
-from .inputs import IMAGE, Grid, ModelInput, register_table_provider
-from .registry import ModelSpec, register_model
+from .tables import Z
 
 __all__ = ["IRN", "SHIPPED_IRN", "Z", "bit_cost", "haar", "irn_loss", "quantize", "through_codec"]
 
@@ -189,14 +186,6 @@ class _Up(nn.Module):
         return y
 
 
-@register_table_provider("irn_z")
-def _zero_latent(inp: ModelInput, grid: Grid) -> np.ndarray:
-    """The receiver's z: zeros, the mode of z's N(0, 1) (no flicker: the same every frame)."""
-    return np.zeros((grid.n, inp.channels, *grid.of(inp)), np.float32)
-
-
-#: the name of the receiver's latent input (3·(s²−1) channels at LR size)
-Z = "z"
 
 
 def quantize(x: Tensor) -> Tensor:
@@ -283,17 +272,6 @@ def irn_loss(model: IRN, inputs: list[Tensor], hr: Tensor, weights: tuple[float,
     return loss
 
 
-def _part_inputs(factor: int | None, part: str) -> tuple[ModelInput, ...]:
-    """``down`` takes the HR image; ``up`` the LR image and z (its channels depend on the factor)."""
-    if part == "down":
-        return (IMAGE,)
-    return (IMAGE, ModelInput(Z, 3 * ((factor or 2) ** 2 - 1), "latent", "lr", provider="irn_z"))
-
-
-@register_model(ModelSpec(
-    name="irn", geometry=Parts((2, 4), (("down", -1), ("up", 1)), default_part="up"),
-    paper="Xiao et al., ECCV 2020, arXiv:2005.05650", part_inputs=_part_inputs, train_loss=irn_loss,
-    description="invertible rescaling: down on the sender, up on the receiver"))
 def irn(scale: int, **kwargs) -> nn.Module:
     """Build an untrained IRN for ``scale`` (shipped variant unless kwargs say otherwise)."""
     return IRN(scale, **{**SHIPPED_IRN, **kwargs})

@@ -15,10 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .geometry import ContinuousRange
-from .implicit import COLS, ROWS, Encoder, Mlp, bicubic, ensemble, implicit_l1, per_token
-from .inputs import IMAGE
-from .registry import ModelSpec, register_model
+from .implicit import Encoder, Mlp, bicubic, ensemble, per_token
 
 __all__ = ["LIIF", "SHIPPED_LIIF"]
 
@@ -58,9 +55,6 @@ class LIIF(nn.Module):
         return (ensemble(first, rows, cols, predict) + bicubic(x, rows, cols)) * 0.5 + 0.5
 
 
-@register_model(ModelSpec(
-    name="liif", geometry=ContinuousRange(1.0, 12.0, per_axis=True), paper="Chen et al., CVPR 2021, arXiv:2012.09161",
-    inputs=(IMAGE, ROWS, COLS), description="any scale (local implicit image function)", train_loss=implicit_l1))
 def liif(scale: int | None = None, **kwargs) -> nn.Module:
     """Build an untrained LIIF (shipped variant unless kwargs say otherwise); it takes any scale."""
     return LIIF(**{**SHIPPED_LIIF, **kwargs})

@@ -16,10 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .geometry import ContinuousRange
-from .implicit import COLS, ROWS, Encoder, Mlp, bicubic, ensemble, implicit_l1, per_token
-from .inputs import IMAGE
-from .registry import ModelSpec, register_model
+from .implicit import Encoder, Mlp, bicubic, ensemble, per_token
 
 __all__ = ["LTE", "SHIPPED_LTE"]
 
@@ -61,9 +58,6 @@ class LTE(nn.Module):
         return (ensemble(both, rows, cols, predict) + bicubic(x, rows, cols)) * 0.5 + 0.5
 
 
-@register_model(ModelSpec(
-    name="lte", geometry=ContinuousRange(1.0, 12.0, per_axis=True), paper="Lee & Jin, CVPR 2022, arXiv:2111.08918",
-    inputs=(IMAGE, ROWS, COLS), description="any scale (local texture estimator)", train_loss=implicit_l1))
 def lte(scale: int | None = None, **kwargs) -> nn.Module:
     """Build an untrained LTE (shipped variant unless kwargs say otherwise); it takes any scale."""
     return LTE(**{**SHIPPED_LTE, **kwargs})

@@ -8,22 +8,28 @@ factor's, a part's), the unit backends load, export and cache. Weights are shipp
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, UnknownModelError, UnsupportedScaleError, WeightsError
 from .geometry import GeometryKind, ScaleRequest, resolve_geometry
 from .inputs import IMAGE, ModelInput, conditioned
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "AUTO",
     "AUTO_PREFERENCE",
     "ModelSpec",
     "ModelVariant",
+    "add_model",
     "build_model",
     "check_safetensors",
     "count_parameters",
@@ -60,7 +66,11 @@ class ModelSpec:
             an output pixel moves by less than half an 8-bit level (measured, said where declared);
             tile reuse gives each tile this much overlap (None: ``--tile-overlap``).
         train_loss: ``loss(model, inputs, hr) -> scalar tensor`` used by ``streamsr train``
-            for this model (None: the config's l1/mse); UDVD supervises every stage.
+            for this model (None: the config's l1/mse); UDVD supervises every stage. A function
+            or a ``"module:function"`` reference, imported when first used.
+        factory: ``factory(factor, **variant_kwargs) -> nn.Module``, or a ``"module:function"``
+            reference to it: the built-in models name theirs (:mod:`streamsr.models.catalog`), so
+            that nothing imports PyTorch until a network is really built.
     """
 
     name: str
@@ -74,8 +84,28 @@ class ModelSpec:
     pad_multiple: int = 1
     learned: bool = True
     halo: int | None = None
-    train_loss: Callable | None = field(default=None, repr=False, compare=False)
-    factory: Callable[..., nn.Module] = field(repr=False, compare=False, default=None)
+    train_loss: Callable | str | None = field(default=None, repr=False, compare=False)
+    factory: Callable[..., nn.Module] | str | None = field(repr=False, compare=False, default=None)
+
+    def build(self, factor: int | None, **kwargs) -> nn.Module:
+        """An untrained network of ``factor`` (the factory called; its module imported first)."""
+        return _resolve(self.factory)(factor, **kwargs)
+
+    @property
+    def loss(self) -> Callable | None:
+        """The model's own training loss (None: the config's)."""
+        return _resolve(self.train_loss) if self.train_loss is not None else None
+
+    @property
+    def factory_file(self) -> str | None:
+        """The source file defining the network, found without importing it (None: unknown)."""
+        if isinstance(self.factory, str):
+            found = importlib.util.find_spec(self.factory.partition(":")[0])
+            return found.origin if found is not None else None
+        try:
+            return inspect.getsourcefile(self.factory) if self.factory is not None else None
+        except TypeError:
+            return None
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -142,7 +172,29 @@ class ModelVariant:
         return getattr(model, self.part).eval() if self.part else model
 
 
+def _resolve(ref: Callable | str) -> Callable:
+    """A function, or the one a ``"module:function"`` reference names (its module imported)."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 _REGISTRY: dict[str, ModelSpec] = {}
+
+
+def add_model(spec: ModelSpec) -> ModelSpec:
+    """Register ``spec``, whose ``factory`` is set (a function or a ``"module:function"`` reference).
+
+    Raises:
+        ValueError: a model of that name is already registered, or no factory.
+    """
+    if spec.factory is None:
+        raise ValueError(f"model {spec.name!r} has no factory")
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
 def register_model(spec: ModelSpec) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -157,9 +209,7 @@ def register_model(spec: ModelSpec) -> Callable[[Callable[..., nn.Module]], Call
     """
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if spec.name in _REGISTRY:
-            raise ValueError(f"model {spec.name!r} is already registered")
-        _REGISTRY[spec.name] = ModelSpec(**{**spec.__dict__, "factory": factory})
+        add_model(ModelSpec(**{**spec.__dict__, "factory": factory}))
         return factory
 
     return wrap
@@ -310,13 +360,13 @@ def build_model(
     """
     spec = get_model(name, scale)
     if not spec.learned:
-        return spec.factory(scale).eval()
+        return spec.build(scale).eval()
     weights = resolve_weights(spec, scale, weights)
     path = Path(weights) if weights is not None else (weights_path(spec, scale) if pretrained else None)
     if pretrained and path is None:
         raise WeightsError(f"no shipped weights for {spec.variant(scale).name}; pass a .safetensors file "
                            "with --weights")
-    model = spec.factory(scale, **(model_kwargs(path) if path is not None else {}))
+    model = spec.build(scale, **(model_kwargs(path) if path is not None else {}))
     if path is not None:
         load_weights(model, path)
     return model.eval()

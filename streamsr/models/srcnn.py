@@ -11,9 +11,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .geometry import FixedFactors
-from .registry import ModelSpec, register_model
-
 __all__ = ["SRCNN"]
 
 
@@ -36,8 +33,6 @@ class SRCNN(nn.Module):
         return up + self.body(up)
 
 
-@register_model(ModelSpec(name="srcnn", geometry=FixedFactors((2, 3, 4)), paper="Dong et al., ECCV 2014, arXiv:1501.00092",
-                          description="classic 3-layer baseline on the bicubic image"))
 def srcnn(scale: int, **kwargs) -> nn.Module:
     """Build an untrained SRCNN."""
     return SRCNN(scale, **kwargs)

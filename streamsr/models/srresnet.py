@@ -12,9 +12,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .geometry import FixedFactors
-from .registry import ModelSpec, register_model
-
 __all__ = ["SHIPPED_SRRESNET", "SRResNet"]
 
 #: the variant the shipped weights use (the paper: channels=64, blocks=16)
@@ -54,15 +51,11 @@ class SRResNet(nn.Module):
         return base + self.tail(self.up(f + self.body(f)))
 
 
-@register_model(ModelSpec(name="srresnet", geometry=FixedFactors((2, 4)), paper="Ledig et al., CVPR 2017, arXiv:1609.04802",
-                          description="residual network, L2/L1-trained (PSNR-oriented)"))
 def srresnet(scale: int, **kwargs) -> nn.Module:
     """Build an untrained SRResNet (shipped variant unless kwargs say otherwise)."""
     return SRResNet(scale, **{**SHIPPED_SRRESNET, **kwargs})
 
 
-@register_model(ModelSpec(name="srgan", geometry=FixedFactors((4,)), paper="Ledig et al., CVPR 2017, arXiv:1609.04802",
-                          description="SRResNet generator fine-tuned adversarially (perceptual)"))
 def srgan(scale: int, **kwargs) -> nn.Module:
     """Build an untrained SRGAN generator (same network as SRResNet)."""
     return SRResNet(scale, **{**SHIPPED_SRRESNET, **kwargs})

@@ -21,10 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .geometry import FixedFactors
-from .inputs import IMAGE, ModelInput
-from .registry import ModelSpec, register_model
-
 __all__ = ["SHIPPED_UDVD", "UDVD", "apply_dynamic_kernels", "bicubic_kernels", "multistage_l1"]
 
 SHIPPED_UDVD = {"channels": 48, "blocks": 6, "refine_channels": 24}
@@ -157,14 +153,6 @@ def multistage_l1(model: UDVD, inputs: list[Tensor], hr: Tensor) -> Tensor:
     return sum(F.l1_loss(o, hr) for o in outputs) / len(outputs)
 
 
-@register_model(ModelSpec(
-    name="udvd", geometry=FixedFactors((2, 4)), paper="Xu et al., CVPR 2020, arXiv:2004.06965",
-    inputs=(IMAGE, ModelInput("kernel_code", 15, "degradation", provider="kernel_code"),
-            ModelInput("noise_level", 1, "degradation", provider="noise_level")),
-    description="degradation-aware (blur + noise maps), dynamic convolutions", train_loss=multistage_l1,
-    # measured (x2, shipped weights): tiles with 10 LR pixels of context differ from the whole
-    # frame's output by at most 0.07 of an 8-bit level on a noisy block texture (8: 0.55; 12: 0.004)
-    halo=10))
 def udvd(scale: int, **kwargs) -> nn.Module:
     """Build an untrained UDVD (shipped variant unless kwargs say otherwise)."""
     return UDVD(scale, **{**SHIPPED_UDVD, **kwargs})

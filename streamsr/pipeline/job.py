@@ -33,7 +33,7 @@ from ..models.registry import ModelVariant
 from .plan import RunPlan, SourcePlan, check_options, plan_run, plan_source, plan_variant
 from .reuse import ReuseCounters, TileReuse
 from .runner import Runner, Stage
-from .stages import DeviceInferStage, EncodeStage, InferStage, Telling, ToFrameStage, ToPlanesStage, ToTensorStage
+from .stages import EncodeStage, InferStage, Telling, ToFrameStage, ToTensorStage
 from .stats import LatencyStats, RunStats, StageStats, too_slow_notice
 
 __all__ = ["JobSnapshot", "Progress", "RunHandle", "build_stages", "run_sequential", "upscale_video"]
@@ -159,6 +159,8 @@ def build_stages(plan: RunPlan, backend, sink: Sink, *, latency: LatencyStats | 
         return max(1, round(h * sy)), max(1, round(w * sx))
 
     if plan.colour_on == "device":
+        from .device_stages import DeviceInferStage, ToPlanesStage
+
         infer: Stage = DeviceInferStage(
             backend, sink.colour, plan.batch_size, inputs=inputs, telling=telling, max_latency=plan.max_latency,
             tracker=tracker, out_size=(sink.width, sink.height), out_of=out_of)

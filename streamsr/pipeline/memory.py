@@ -153,7 +153,7 @@ def run_memory(variant: ModelVariant, lr_size: tuple[int, int], out_size: tuple[
         sx, sy = round(out_size[0] / w, 2), round(out_size[1] / h, 2)
         per_px = network_bytes_per_pixel(variant, (sx, sy)) * half
         if banded:  # the encoder's share per LR pixel (measured at x1), and one band of the decoder
-            from ..models.implicit import QUERY_CHUNK
+            from ..models.tables import QUERY_CHUNK
 
             at_one = network_bytes_per_pixel(variant, (1.0, 1.0)) * half
             network = at_one * pixels + per_px * min(pixels, QUERY_CHUNK / (sx * sy))

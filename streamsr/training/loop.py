@@ -151,7 +151,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
         from ..errors import ConfigError
 
         raise ConfigError(f"loss_options are for a model's own loss; {spec.name} trains with loss = {cfg.loss!r}")
-    model = spec.factory(cfg.scale, **cfg.model_kwargs).to(device).train()
+    model = spec.build(cfg.scale, **cfg.model_kwargs).to(device).train()
+    own_loss = spec.loss
     init = cfg.gan.init if cfg.loss == "gan" else cfg.init
     init_recipe = None
     if init:
@@ -201,8 +202,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
         args = [lr] + [torch.from_numpy(extra[i.name]).to(device) for i in inputs.inputs]
         if cfg.loss == "gan":
             loss = _gan_step(model, disc, content, opts["d"], args, hr, cfg)
-        elif spec.train_loss is not None:  # the model's own (UDVD: every dynamic module supervised)
-            loss = spec.train_loss(model, args, hr, **cfg.loss_options)
+        elif own_loss is not None:  # the model's own (UDVD: every dynamic module supervised)
+            loss = own_loss(model, args, hr, **cfg.loss_options)
         else:
             loss = pixel_loss(model(*args), hr)
         opt.zero_grad(set_to_none=True)
@@ -227,7 +228,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
         "model": cfg.model, "scale": cfg.scale, **({} if spec.scales else {"scale_range": list(cfg.scale_range)}),
         "model_kwargs": cfg.model_kwargs, "iterations": step,
         "batch": cfg.batch, "lr_patch": cfg.lr_patch,
-        "loss": cfg.loss if cfg.loss == "gan" or spec.train_loss is None else f"{spec.train_loss.__name__} (the model's own)",
+        "loss": cfg.loss if cfg.loss == "gan" or spec.train_loss is None else f"{spec.loss.__name__} (the model's own)",
         "optimizer": f"adam lr {cfg.lr} cosine to 1e-6"
                      + (f", gradient norm clipped to {cfg.grad_clip:g}" if cfg.grad_clip else ""),
         "loss_options": cfg.loss_options, "augment": "rot90 + hflip", "seed": cfg.seed, "degradation": asdict(cfg.degradation),
