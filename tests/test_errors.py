@@ -104,15 +104,30 @@ def test_ctrl_c_stops_a_run_started_with_sigint_ignored(tmp_path):
     import sys
     import threading
     import time
+    import urllib.request
+
+    from conftest import free_port
 
     from streamsr.synth import write_clip
 
     clip = write_clip(tmp_path / "in.ts", frames=60, size=(96, 72), container="mpegts")
     out, partial = tmp_path / "o.mkv", tmp_path / "o.mkv.partial"
+    port = free_port()
     ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` in a script starts it
-    proc = subprocess.Popen([sys.executable, "-m", "streamsr.cli", "run", "-", "-o", str(out), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "streamsr.cli", "run", "-", "-o", str(out), "--quiet",
+                             "--metrics-port", str(port)],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=ignore_sigint)  # noqa: PLW1509 -- the test's own process, before exec
+
+    def frames_in() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:  # not listening yet
+            return 0
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+                   if line.startswith("streamsr_frames_in_total"))
+
     said: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [said.put(line.decode(errors="replace")) for line in proc.stderr],
                      daemon=True).start()
@@ -120,9 +135,12 @@ def test_ctrl_c_stops_a_run_started_with_sigint_ignored(tmp_path):
         proc.stdin.write(clip.read_bytes())
         proc.stdin.flush()  # and left open: the run waits for more input
         deadline = time.monotonic() + 300  # only a bound on a broken run, never reached by a working one
-        while not partial.exists() and time.monotonic() < deadline:
+        # the run is in its loop once frames come in (a Ctrl-C while it is still opening the output
+        # quits at once, "interrupted", without the graceful stop this test is about)
+        while frames_in() < 1 and time.monotonic() < deadline:
             assert proc.poll() is None
             time.sleep(0.05)
+        assert partial.exists()
         proc.send_signal(signal.SIGINT)
         assert "stopping" in said.get(timeout=120)  # heard; it finishes the frames it has read
         proc.stdin.close()  # Ctrl-C in a terminal also ends the program feeding the pipe
