@@ -1,7 +1,9 @@
 """Model registry: metadata (:class:`ModelSpec`) kept apart from constructor arguments.
 
-A model file registers a factory with :func:`register_model`; everything else asks the registry by
-name. A spec declares its geometry and inputs; a :class:`ModelVariant` is one network of it (a
+The built-in models are registered by :mod:`.catalog` (:func:`add_model`, factories named as
+``module:function`` so that nothing imports PyTorch before a network is built); a model defined
+elsewhere can register its factory with :func:`register_model`. Everything else asks the registry
+by name. A spec declares its geometry and inputs; a :class:`ModelVariant` is one network of it (a
 factor's, a part's), the unit backends load, export and cache. Weights are shipped as
 ``models/weights/{name}_x{factor}.safetensors`` (``{name}.safetensors`` for continuous models).
 """
