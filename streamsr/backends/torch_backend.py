@@ -117,9 +117,11 @@ class TorchBackend(BackendBase):
         import torch
 
         with torch.inference_mode():
-            return self._forward(torch, x, extra or {})
+            return self._forward(x, extra or {})
 
-    def _forward(self, torch, x: torch.Tensor, extra: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, extra: dict[str, torch.Tensor]) -> torch.Tensor:
+        import torch
+
         x = x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         args = [x] + [extra[i.name].to(self.device, torch.float32 if i.full_precision else self.dtype, non_blocking=True)
                       for i in self.variant.inputs[1:]]
