@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..machine import cuda_available
 from ..models.inputs import output_axes
 from ..models.registry import ModelVariant
 from .base import BackendBase, Capabilities, register_backend
@@ -106,11 +107,7 @@ class TensorRTBackend(BackendBase):
 
     @classmethod
     def available(cls, device: str) -> bool:
-        if device != "cuda" or not tensorrt_installed():
-            return False
-        import torch
-
-        return torch.cuda.is_available()
+        return device == "cuda" and tensorrt_installed() and cuda_available()
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str:
