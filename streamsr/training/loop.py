@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, report: Report | None = Non
         "model": cfg.model, "scale": cfg.scale, **({} if spec.scales else {"scale_range": list(cfg.scale_range)}),
         "model_kwargs": cfg.model_kwargs, "iterations": step,
         "batch": cfg.batch, "lr_patch": cfg.lr_patch,
-        "loss": cfg.loss if cfg.loss == "gan" or spec.train_loss is None else f"{spec.loss.__name__} (the model's own)",
+        "loss": cfg.loss if cfg.loss == "gan" or own_loss is None else f"{own_loss.__name__} (the model's own)",
         "optimizer": f"adam lr {cfg.lr} cosine to 1e-6"
                      + (f", gradient norm clipped to {cfg.grad_clip:g}" if cfg.grad_clip else ""),
         "loss_options": cfg.loss_options, "augment": "rot90 + hflip", "seed": cfg.seed, "degradation": asdict(cfg.degradation),
