@@ -97,19 +97,20 @@ def test_user_weights_are_cached_under_their_own_hash(folder, exports, tmp_path)
     assert cached_onnx(ESPCN, weights=weights) == (data, True)
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("damage", [b"\x08\x01garbage", b"", "truncated"])
-def test_a_damaged_cache_file_is_rebuilt(folder, exports, caplog, damage):
+def test_a_damaged_cache_file_is_rebuilt(folder, exports, caplog, damage, backend):
     x = _batch()
-    out = create_backend("onnxruntime", ESPCN, device="cpu").infer(x)
+    out = create_backend(backend, ESPCN, device="cpu").infer(x)
     (path,) = folder.glob("*.onnx")
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2] if damage == "truncated" else damage)
     with caplog.at_level(logging.WARNING):
-        backend = create_backend("onnxruntime", ESPCN, device="cpu")
-    np.testing.assert_array_equal(backend.infer(x), out)
+        again = create_backend(backend, ESPCN, device="cpu")
+    np.testing.assert_array_equal(again.infer(x), out)
     assert exports == ["espcn_x2", "espcn_x2"]
     assert path.read_bytes() == good  # replaced by a sound graph
-    # an empty file is no graph at all; one ONNX Runtime could not load is reported
+    # an empty file is no graph at all; one the runtime could not load is reported
     assert ("exporting it again" in caplog.text) == (damage != b"")
 
 
@@ -174,16 +175,17 @@ main(sys.argv[1:])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["espcn", "lte", "udvd"])
-def test_a_run_on_onnx_runtime_after_the_first_never_imports_torch(folder, tmp_path, model):
+@pytest.mark.parametrize("model,backend", [("espcn", "onnxruntime"), ("lte", "onnxruntime"), ("udvd", "onnxruntime"),
+                                           ("espcn", "openvino"), ("udvd", "openvino")])
+def test_a_run_on_an_exported_graph_after_the_first_never_imports_torch(folder, tmp_path, model, backend):
     """Importing PyTorch costs about a second and 200 MiB: once the first run has cached the graph
-    and the memory plan, a run on ONNX Runtime on the CPU never imports it (the model specs, the
-    CPU stages, the noise estimate and the device check are torch-free). Networks with query tables
-    (LTE) and degradation inputs (UDVD, noise estimated) included."""
+    and the memory plan, a run on ONNX Runtime or OpenVINO on the CPU never imports it (the model
+    specs, the CPU stages, the noise estimate and the device check are torch-free). Networks with
+    query tables (LTE) and degradation inputs (UDVD, noise estimated) included."""
     from media import make_video
 
     clip = make_video(tmp_path / "in.mp4", frames=3, size=(64, 48))
-    args = ["run", str(clip), "--model", model, "--scale", "2", "--backend", "onnxruntime", "-q"]
+    args = ["run", str(clip), "--model", model, "--scale", "2", "--backend", backend, "-q"]
     if model == "udvd":
         args += ["--noise", "auto"]
     first = subprocess.run([sys.executable, "-m", "streamsr.cli", *args, "-o", str(tmp_path / "a.mp4")],

@@ -10,7 +10,7 @@ import pytest
 from media import read_video
 
 from streamsr import RunConfig, SinkConfig, upscale_video
-from streamsr.backends import Capabilities, WrappedBackend, backend_option_names, create_backend
+from streamsr.backends import Capabilities, WrappedBackend, backend_option_names, create_backend, resolve_backend
 from streamsr.backends.base import coerce_backend_options
 from streamsr.backends.tiling import TiledBackend
 from streamsr.errors import ConfigError, UnsupportedScaleError
@@ -174,9 +174,11 @@ def test_backend_options_are_checked_by_name_and_typed():
     profile = coerce_backend_options({"tensorrt": {"profile": "1x3x64x64,1x3x540x960,4x3x1080x1920"}})
     assert str(profile["tensorrt"]["profile"].max) == "4x3x1080x1920"
     # under auto a preset may tune every backend it could get; the chosen one takes its own
+    threads = {"torch": 2, "onnxruntime": 1, "openvino": 1}
     backend = create_backend("auto", get_model("espcn").variant(2), device="cpu",
-                             options={"torch": {"threads": 2}, "onnxruntime": {"threads": 1}})
-    assert backend.name == "onnxruntime" and backend.config.threads == 1
+                             options={name: {"threads": n} for name, n in threads.items()})
+    assert backend.name == resolve_backend("auto", "cpu", get_model("espcn").variant(2))
+    assert backend.config.threads == threads[backend.name]
     with pytest.raises(ConfigError, match="onnxruntime.threads applies to the onnxruntime backend"):
         create_backend("torch", get_model("espcn").variant(2), device="cpu", options={"onnxruntime": {"threads": 1}})
 

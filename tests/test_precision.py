@@ -48,7 +48,8 @@ def test_a_declared_precision_runs_as_asked():
 
 def test_an_undeclared_precision_falls_back_to_the_backends_first_and_names_who_runs_it():
     runs, why = precision_fallback("onnxruntime", "cpu", "bf16")
-    assert runs == "fp32" and "onnxruntime backend runs fp32 on the cpu, not bf16" in why and "--backend torch" in why
+    assert runs == "fp32" and "onnxruntime backend runs fp32 on the cpu, not bf16" in why
+    assert "--backend openvino or torch" in why
     runs, why = precision_fallback("torch", "cpu", "fp16")
     assert runs == "fp32" and "not fp16" in why
     runs, why = precision_fallback("tensorrt", "cuda", "bf16")
@@ -67,10 +68,14 @@ def test_the_cpu_flags_are_read_not_assumed():
 
 
 def test_auto_at_bf16_takes_a_backend_that_runs_it():
-    # ONNX Runtime is the fastest measured for ESPCN at fp32 on the CPU, and does not run bf16
-    assert resolve_backend("auto", "cpu", ESPCN, "fp32") == "onnxruntime"
-    assert resolve_backend("auto", "cpu", ESPCN, "bf16") == "torch"
-    assert resolve_backend("onnxruntime", "cpu", ESPCN, "bf16") == "onnxruntime"  # a named one is kept
+    # a network ONNX Runtime is the fastest measured for at fp32 on the CPU; it does not run bf16
+    names = sorted({r.variant for r in choice_module._speed_rows(choice_module.SPEED_TABLE)})
+    net = next(n for n in names if choice_module.measured_speeds(n, "cpu", "fp32")[0].backend == "onnxruntime"
+               and choice_module.measured_speeds(n, "cpu", "bf16"))
+    assert resolve_backend("auto", "cpu", net, "fp32") == "onnxruntime"
+    fastest_bf16 = choice_module.measured_speeds(net, "cpu", "bf16")[0].backend
+    assert resolve_backend("auto", "cpu", net, "bf16") == fastest_bf16 != "onnxruntime"
+    assert resolve_backend("onnxruntime", "cpu", net, "bf16") == "onnxruntime"  # a named one is kept
 
 
 def test_a_fallback_is_said_once(caplog, monkeypatch):
@@ -81,7 +86,7 @@ def test_a_fallback_is_said_once(caplog, monkeypatch):
         backend.close()
     said = [r.getMessage() for r in caplog.records if "--precision bf16" in r.getMessage()]
     assert said == [("--precision bf16: the onnxruntime backend runs fp32 on the cpu, not bf16 "
-                     "(bf16 runs on --backend torch); running fp32")]
+                     "(bf16 runs on --backend openvino or torch); running fp32")]
 
 
 def test_a_cpu_without_bf16_falls_back_when_loading(caplog, monkeypatch):
@@ -139,7 +144,8 @@ def test_a_run_reports_the_precision_it_ran(small_clip, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="streamsr")
     stats = upscale_video(small_clip, tmp_path / "bf16.mp4", RunConfig(scale=2, precision="bf16"))
     assert stats.frames_in == stats.frames_out == 12
-    assert stats.extra["backend"] == "torch"  # auto: the backend that runs bf16
+    assert stats.extra["backend"] == resolve_backend("auto", "cpu", ESPCN, "bf16")  # auto: the fastest that runs bf16
+    assert stats.extra["backend"] in ("torch", "openvino")
     assert stats.extra["precision"] == ("bf16" if cpu_runs_bf16() else "fp32")
     stats = upscale_video(small_clip, tmp_path / "ort.mp4", RunConfig(scale=2, precision="bf16", backend="onnxruntime"))
     assert (stats.extra["backend"], stats.extra["precision"]) == ("onnxruntime", "fp32")
@@ -162,7 +168,8 @@ def _tables(tmp_path, monkeypatch, speeds, losses, cpu_bf16=True):
         for (b, p), fps in speeds.items()]}))
     quality = tmp_path / "quality.json"
     quality.write_text(json.dumps({"rows": [
-        {"model": "espcn", "scale": 2.0, "fp32": 34.0, **{p: {"mean_change": -loss} for p, loss in losses.items()}}]}))
+        {"model": "espcn", "scale": 2.0, "fp32": 34.0,
+         **{k: {"mean_change": -loss, "precision": k.split("@")[0]} for k, loss in losses.items()}}]}))
     monkeypatch.setattr(choice_module, "SPEED_TABLE", speed)
     monkeypatch.setattr(choice_module, "QUALITY_TABLE", quality)
     flags = {"avx512f", "avx512_bf16", "amx_bf16"} if cpu_bf16 else {"avx512f"}
@@ -177,12 +184,22 @@ def test_auto_takes_bf16_where_it_measured_faster_and_close_enough(tmp_path, mon
     assert choice_module.auto_precision("auto", "cuda", ESPCN) == "fp16"  # the GPU's default
 
 
+def test_auto_at_bf16_takes_the_fastest_backend_that_runs_it(tmp_path, monkeypatch):
+    _tables(tmp_path, monkeypatch, {("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0, ("openvino", "bf16"): 30.0},
+            {"bf16": 0.05, "bf16@openvino": 0.04})
+    assert choice_module.auto_precision("auto", "cpu", ESPCN) == "bf16"
+    assert resolve_backend("auto", "cpu", ESPCN, "bf16") == "openvino"
+    assert choice_module.auto_precision("torch", "cpu", ESPCN) == "bf16"  # the named backend's own rows
+
+
 @pytest.mark.parametrize(("speeds", "losses", "cpu_bf16"), [
     ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 9.0}, {"bf16": 0.05}, True),   # slower
     ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0}, {"bf16": 0.2}, True),   # loses too much
     ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0}, {}, True),              # quality not measured
     ({("onnxruntime", "fp32"): 10.0, ("torch", "bf16"): 20.0}, {"bf16": 0.05}, False),  # the CPU would emulate it
     ({}, {"bf16": 0.05}, True),                                                         # speed not measured
+    ({("onnxruntime", "fp32"): 10.0, ("openvino", "bf16"): 30.0}, {"bf16": 0.05, "bf16@openvino": 0.2}, True),
+    # one backend's bf16 loses too much: auto takes no backend's
 ])
 def test_auto_keeps_fp32_otherwise(tmp_path, monkeypatch, speeds, losses, cpu_bf16):
     _tables(tmp_path, monkeypatch, speeds, losses, cpu_bf16)

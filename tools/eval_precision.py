@@ -9,7 +9,13 @@ use, and write the table into MODELS.md (between the precision markers) and a JS
 Protocol as ``tools/eval_weights.py`` (BasicSR: MATLAB-bicubic LR, output rounded to uint8, Y-PSNR
 with ``scale`` border pixels cropped); IRN is scored as a round trip (both parts at the precision,
 the LR stored as 8-bit frames store it). The difference is paired per image: "worst" is the image
-that lost most. fp32 runs on the torch backend too, so the column isolates the precision.
+that lost most. Each backend's lower precision is paired with its own fp32, so a column isolates
+the precision. The torch backend's cells are named by the precision (``bf16``), another backend's
+``bf16@openvino``; ``--precision auto`` allows a precision for a network only when no backend
+measured it to lose more than 0.1 dB. OpenVINO runs the any-scale networks in fp32 (see
+:func:`streamsr.backends.openvino_backend.bf16_runs`): it has no bf16 cell for them.
+
+    python tools/eval_precision.py --backends openvino --merge   # add OpenVINO's cells to the table
 """
 
 from __future__ import annotations
@@ -45,12 +51,12 @@ def cases(models):
                 yield name, scale
 
 
-def scores(name: str, scale, precision: str, images) -> list[float]:
-    """Y-PSNR of each image through the network at ``precision`` on the torch backend (CPU)."""
+def scores(name: str, scale, precision: str, images, backend: str = "torch") -> list[float]:
+    """Y-PSNR of each image through the network at ``precision`` on ``backend`` (CPU)."""
     spec = get_model(name)
 
     def load(part=None):
-        return create_backend("torch", spec.variant(scale if spec.scales else None, part), device="cpu",
+        return create_backend(backend, spec.variant(scale if spec.scales else None, part), device="cpu",
                               precision=precision)
 
     if "down" in dict(getattr(spec.geometry, "directions", ())) and len(spec.geometry.directions) > 1:
@@ -60,11 +66,29 @@ def scores(name: str, scale, precision: str, images) -> list[float]:
     return [score_image(up, hr, scale, n, seed=i).psnr for i, (n, hr) in enumerate(images)]
 
 
+def cell_key(backend: str, precision: str) -> str:
+    """The row's key of a backend's precision: ``bf16`` (torch), ``bf16@openvino``."""
+    return precision if backend == "torch" else f"{precision}@{backend}"
+
+
+def runs_lower(backend: str, name: str, scale) -> bool:
+    """Whether ``backend`` computes the network in a lower precision at all."""
+    if backend != "openvino":
+        return True
+    from streamsr.backends.openvino_backend import bf16_runs
+
+    spec = get_model(name)
+    parts = [p for p, _ in getattr(spec.geometry, "directions", ())] or [None]
+    return all(bf16_runs(spec.variant(scale if spec.scales else None, p)) for p in parts)
+
+
 def table(results) -> str:
-    lines = ["| network | scale | fp32 Y-PSNR | " + " | ".join(f"{p} change (mean / worst image)" for p in results["precisions"])
-             + " |", "|---|---|---|" + "---|" * len(results["precisions"])]
+    keys = results["precisions"]
+    lines = ["| network | scale | fp32 Y-PSNR | " + " | ".join(f"{k if '@' in k else k + '@torch'} change (mean / worst image)"
+                                                           for k in keys)
+             + " |", "|---|---|---|" + "---|" * len(keys)]
     for r in results["rows"]:
-        cells = [f"{r[p]['mean_change']:+.3f} / {r[p]['worst_change']:+.3f}" for p in results["precisions"]]
+        cells = [f"{r[k]['mean_change']:+.3f} / {r[k]['worst_change']:+.3f}" if k in r else "runs fp32" for k in keys]
         lines.append(f"| {r['model']} | x{r['scale']:g} | {r['fp32']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -74,27 +98,40 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=None, help="comma-separated model names (default: every shipped one)")
     ap.add_argument("--output", type=Path, default=ROOT / "streamsr" / "data" / "precision_quality.json")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite MODELS.md")
+    ap.add_argument("--backends", default="torch,openvino", help="backends whose precisions are measured")
+    ap.add_argument("--merge", action="store_true", help="keep the output's cells of backends not measured now")
     args = ap.parse_args(argv)
     precisions = ["bf16"] if cpu_runs_bf16() else []
     if not precisions:
         print("this CPU has no bf16 instructions: nothing lower than fp32 to measure here")
         return 1
+    backends = args.backends.split(",")
+    earlier = {(r["model"], r["scale"]): r for r in json.loads(args.output.read_text())["rows"]} \
+        if args.merge and args.output.is_file() else {}
     images = list(iter_items(VAL))
     rows = []
     for name, scale in cases(args.models.split(",") if args.models else list_models()):
-        base = scores(name, scale, "fp32", images)
-        row = {"model": name, "scale": float(scale), "fp32": float(np.mean(base))}
-        for p in precisions:
-            diff = np.array(scores(name, scale, p, images)) - np.array(base)
-            row[p] = {"mean": float(np.mean(base) + diff.mean()), "mean_change": float(diff.mean()),
-                      "worst_change": float(diff.min()), "worst_image": images[int(diff.argmin())][0]}
+        row = dict(earlier.get((name, float(scale)), {}))
+        for backend in backends:
+            if not runs_lower(backend, name, scale):
+                continue
+            base = scores(name, scale, "fp32", images, backend)
+            if backend == "torch" or "fp32" not in row:
+                row.update({"model": name, "scale": float(scale), "fp32": float(np.mean(base))})
+            for p in precisions:
+                diff = np.array(scores(name, scale, p, images, backend)) - np.array(base)
+                row[cell_key(backend, p)] = {
+                    "precision": p, "backend": backend, "mean": float(np.mean(base) + diff.mean()),
+                    "mean_change": float(diff.mean()), "worst_change": float(diff.min()),
+                    "worst_image": images[int(diff.argmin())][0]}
         rows.append(row)
         print(f"{name} x{scale:g}: fp32 {row['fp32']:.3f} dB; " + ", ".join(
-            f"{p} {row[p]['mean_change']:+.3f} (worst {row[p]['worst_change']:+.3f} on {row[p]['worst_image']})"
-            for p in precisions), flush=True)
+            f"{k} {c['mean_change']:+.3f} (worst {c['worst_change']:+.3f} on {c['worst_image']})"
+            for k, c in row.items() if isinstance(c, dict)), flush=True)
+    keys = sorted({k for r in rows for k, c in r.items() if isinstance(c, dict)}, key=lambda k: (len(k), k))
     results = {"about": "Mean Y-PSNR on the validation photos at fp32 and the change at each lower precision "
-                        "(torch backend, CPU), by tools/eval_precision.py",
-               "date": datetime.date.today().isoformat(), "images": len(images), "precisions": precisions,
+                        "on each backend against its own fp32 (CPU), by tools/eval_precision.py",
+               "date": datetime.date.today().isoformat(), "images": len(images), "precisions": keys,
                "rows": rows}
     args.output.write_text(json.dumps(results, indent=1) + "\n")
     if not args.no_doc:

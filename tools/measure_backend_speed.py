@@ -3,7 +3,8 @@ and write the table ``--backend auto`` (and the torch backend's default channels
 CPU) reads: ``streamsr/data/backend_speed.json``.
 
 Each network is loaded once per setting (ONNX Runtime; PyTorch with channels_last off and on, in
-fp32 and, on a CPU that computes it, bf16);
+fp32 and, on a CPU that computes it, bf16; OpenVINO in fp32 and bf16, the latter not for networks
+it runs in fp32 anyway, :func:`streamsr.backends.openvino_backend.bf16_runs`);
 then every setting is timed once per round, in rotating order, for several rounds, so that load
 from other processes on a shared machine falls on all of them alike. The table's ``fps`` is each
 setting's best round (load from elsewhere only ever slows a timing down, so the best round is the
@@ -46,14 +47,17 @@ SETTINGS = (
     ("torch", {"channels_last": True}, "fp32"),
     ("torch", {"channels_last": False}, "bf16"),
     ("torch", {"channels_last": True}, "bf16"),
+    ("openvino", {}, "fp32"),
+    ("openvino", {}, "bf16"),
 )
 
 
-def settings():
-    """The settings this machine can measure."""
+def settings(variant):
+    """The settings this machine can measure for ``variant``."""
+    from streamsr.backends.openvino_backend import bf16_runs
     from streamsr.machine import cpu_runs_bf16
 
-    return [s for s in SETTINGS if s[2] != "bf16" or cpu_runs_bf16()]
+    return [s for s in SETTINGS if s[2] != "bf16" or (cpu_runs_bf16() and (s[0] != "openvino" or bf16_runs(variant)))]
 
 
 def variants(models):
@@ -102,7 +106,7 @@ def measure(variant, size, rounds, seconds, runs, max_gflop, folder, report):
     if gflop > max_gflop:  # a heavy network: a quarter of the pixels keeps the run short (the same on any machine)
         width, height = fitted(variant, (size[0] // 2, size[1] // 2))
         report(f"  {gflop:.0f} GFLOP a frame at {size[0]}x{size[1]}: measured at {width}x{height}")
-    measured = settings()
+    measured = settings(variant)
     loaded = [create_backend(b, variant, device="cpu", precision=p, weights=config.weights, options={b: o} if o else None)
               for b, o, p in measured]
     try:
@@ -185,7 +189,7 @@ def main(argv=None) -> int:
             print(f"{variant.name}:", flush=True)
             fps, fit, untrained = measure(variant, (width, height), args.rounds, args.seconds, args.runs, args.max_gflop,
                                           folder, lambda line: print(line, flush=True))
-            measured = settings()
+            measured = settings(variant)
             for i, (backend, options, precision) in enumerate(measured):
                 rows.append({"variant": variant.name, "input": f"{fit[0]}x{fit[1]}", "device": "cpu",
                              "precision": precision, "backend": backend, "options": options,

@@ -1,6 +1,6 @@
-"""Inference backends; importing this package registers torch, onnxruntime, tensorrt and triton."""
+"""Inference backends; importing this package registers torch, onnxruntime, openvino, tensorrt and triton."""
 
-from . import onnxruntime_backend, tensorrt_backend, torch_backend, triton_backend  # noqa: F401  (register)
+from . import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend, triton_backend  # noqa: F401  (register)
 from .base import (
     PRECISIONS,
     Backend,

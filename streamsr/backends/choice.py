@@ -121,7 +121,9 @@ AUTO_MAX_LOSS = 0.1
 
 @functools.cache
 def _losses(path: Path) -> dict[tuple[str, str], float]:
-    """{(network name, precision): the most mean Y-PSNR it lost against fp32 at any scale measured}."""
+    """{(network name, precision): the most mean Y-PSNR it lost against fp32 at any scale measured,
+    on any backend} (a row's cell is a precision's on the torch backend, ``bf16``, or names its
+    precision and backend, ``bf16@openvino``)."""
     try:
         rows = json.loads(path.read_text())["rows"]
         out: dict[tuple[str, str], float] = {}
@@ -129,8 +131,9 @@ def _losses(path: Path) -> dict[tuple[str, str], float]:
             spec = get_model(r["model"])
             parts = [p for p, _ in getattr(spec.geometry, "directions", ())] or [None]
             names = [spec.variant(int(r["scale"]) if spec.scales else None, p).name for p in parts]
-            for precision, cell in r.items():
+            for key, cell in r.items():
                 if isinstance(cell, dict) and "mean_change" in cell:
+                    precision = cell.get("precision", key)
                     for n in names:
                         out[n, precision] = max(out.get((n, precision), 0.0), -cell["mean_change"])
         return out
@@ -140,8 +143,8 @@ def _losses(path: Path) -> dict[tuple[str, str], float]:
 
 
 def precision_loss(variant: ModelVariant | str, precision: str) -> float | None:
-    """The most mean Y-PSNR (dB) ``variant`` measured to lose at ``precision`` against fp32
-    (0 for fp32; None: not measured)."""
+    """The most mean Y-PSNR (dB) ``variant`` measured to lose at ``precision`` against fp32 on any
+    backend (0 for fp32; None: not measured)."""
     if precision == "fp32":
         return 0.0
     name = variant if isinstance(variant, str) else variant.name

@@ -19,10 +19,11 @@ import io
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["OPSET", "OUTPUT_NAME", "GraphCache", "GraphKey", "cached_onnx", "check_onnx", "code_version", "export_onnx"]
+__all__ = ["OPSET", "OUTPUT_NAME", "GraphCache", "GraphKey", "cached_onnx", "check_onnx", "code_version", "export_onnx",
+           "load_cached_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -352,3 +354,25 @@ def cached_onnx(
     if key is not None:
         cache.store(key, data)
     return data, False
+
+
+T = TypeVar("T")
+
+
+def load_cached_graph(variant: ModelVariant, load: Callable[[bytes], T], *, precision: str = "fp32",
+                      weights: str | Path | None = None) -> T:
+    """``load`` (a runtime's session or compiled model) of ``variant``'s graph from
+    :func:`cached_onnx`. A cached graph the runtime cannot load was damaged after it was written
+    (writes are atomic): it is exported again, said once, and loaded; a fresh export that fails to
+    load raises the runtime's error.
+    """
+    data, cached = cached_onnx(variant, precision=precision, weights=weights)
+    try:
+        return load(data)
+    except Exception as exc:  # runtimes' load errors share no base class but Exception
+        if not cached:
+            raise
+        log.warning("the cached ONNX graph of %s could not be loaded (%s); exporting it again",
+                    variant.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        data, _ = cached_onnx(variant, precision=precision, weights=weights, refresh=True)
+        return load(data)

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..models.registry import ModelVariant
 from .base import BackendBase, register_backend
-from .export import OUTPUT_NAME, cached_onnx
+from .export import OUTPUT_NAME, load_cached_graph
 
 __all__ = ["OnnxRuntimeBackend", "OrtConfig"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,17 +41,7 @@ class OnnxRuntimeBackend(BackendBase):
         self.variant, self.config = variant, config
         self.input_names = variant.input_names
         precision = config.precision if config.device == "cuda" else "fp32"
-        data, cached = cached_onnx(variant, precision=precision, weights=weights)
-        try:
-            self.session = self._session(data)
-        except Exception as exc:  # ONNX Runtime's errors share no base class but Exception
-            if not cached:
-                raise
-            # the cached file was damaged after it was written (writes are atomic): export again
-            log.warning("the cached ONNX graph of %s could not be loaded (%s); exporting it again",
-                        variant.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            data, _ = cached_onnx(variant, precision=precision, weights=weights, refresh=True)
-            self.session = self._session(data)
+        self.session = load_cached_graph(variant, self._session, precision=precision, weights=weights)
 
     def _session(self, data: bytes):
         import onnxruntime as ort

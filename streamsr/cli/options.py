@@ -61,7 +61,7 @@ model_options = _stack(
 )
 
 inference_options = _stack(
-    click.option("--backend", default=None, help="auto (fastest available), torch, onnxruntime or tensorrt."),
+    click.option("--backend", default=None, help="auto (fastest measured available), torch, onnxruntime, openvino (CPU), tensorrt or triton."),
     click.option("--device", default=None, help="auto, cpu or cuda."),
     click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default=None,
                  help="Default: fp16 on CUDA, fp32 on CPU. bf16: PyTorch on CUDA, or on CPUs with AVX512-BF16/AMX "
