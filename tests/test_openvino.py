@@ -10,7 +10,7 @@ import scipy.ndimage
 from model_cases import case_id, model_cases, network_inputs, out_size
 
 from streamsr.backends import create_backend, openvino_backend, resolve_backend
-from streamsr.backends.openvino_backend import OpenVinoBackend, OpenVinoConfig, bf16_runs
+from streamsr.backends.openvino_backend import OpenVinoBackend, OpenVinoConfig
 from streamsr.errors import BackendUnavailableError
 from streamsr.machine import cpu_runs_bf16
 from streamsr.metrics import psnr
@@ -18,6 +18,10 @@ from streamsr.models import get_model
 
 CASES = model_cases()
 LEARNED = model_cases(learned_only=True)
+
+
+def bf16_runs(variant) -> bool:
+    return OpenVinoBackend.computes(variant, "bf16")
 
 
 def _agreement(a, b) -> float:

@@ -13,7 +13,7 @@ that lost most. Each backend's lower precision is paired with its own fp32, so a
 the precision. The torch backend's cells are named by the precision (``bf16``), another backend's
 ``bf16@openvino``; ``--precision auto`` allows a precision for a network only when no backend
 measured it to lose more than 0.1 dB. OpenVINO runs the any-scale networks in fp32 (see
-:func:`streamsr.backends.openvino_backend.bf16_runs`): it has no bf16 cell for them.
+``Backend.computes``): it has no bf16 cell for them.
 
     python tools/eval_precision.py --backends openvino --merge   # add OpenVINO's cells to the table
 """
@@ -71,15 +71,14 @@ def cell_key(backend: str, precision: str) -> str:
     return precision if backend == "torch" else f"{precision}@{backend}"
 
 
-def runs_lower(backend: str, name: str, scale) -> bool:
-    """Whether ``backend`` computes the network in a lower precision at all."""
-    if backend != "openvino":
-        return True
-    from streamsr.backends.openvino_backend import bf16_runs
+def runs_lower(backend: str, name: str, scale, precision: str) -> bool:
+    """Whether ``backend`` computes every part of the network in ``precision`` (``Backend.computes``)."""
+    from streamsr.backends import get_backend_class
 
     spec = get_model(name)
     parts = [p for p, _ in getattr(spec.geometry, "directions", ())] or [None]
-    return all(bf16_runs(spec.variant(scale if spec.scales else None, p)) for p in parts)
+    return all(get_backend_class(backend).computes(spec.variant(scale if spec.scales else None, p), precision)
+               for p in parts)
 
 
 def table(results) -> str:
@@ -113,12 +112,13 @@ def main(argv=None) -> int:
     for name, scale in cases(args.models.split(",") if args.models else list_models()):
         row = dict(earlier.get((name, float(scale)), {}))
         for backend in backends:
-            if not runs_lower(backend, name, scale):
+            lower = [p for p in precisions if runs_lower(backend, name, scale, p)]
+            if not lower:
                 continue
             base = scores(name, scale, "fp32", images, backend)
             if backend == "torch" or "fp32" not in row:
                 row.update({"model": name, "scale": float(scale), "fp32": float(np.mean(base))})
-            for p in precisions:
+            for p in lower:
                 diff = np.array(scores(name, scale, p, images, backend)) - np.array(base)
                 row[cell_key(backend, p)] = {
                     "precision": p, "backend": backend, "mean": float(np.mean(base) + diff.mean()),

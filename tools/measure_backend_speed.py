@@ -4,7 +4,7 @@ CPU) reads: ``streamsr/data/backend_speed.json``.
 
 Each network is loaded once per setting (ONNX Runtime; PyTorch with channels_last off and on, in
 fp32 and, on a CPU that computes it, bf16; OpenVINO in fp32 and bf16, the latter not for networks
-it runs in fp32 anyway, :func:`streamsr.backends.openvino_backend.bf16_runs`);
+it runs in fp32 anyway, see ``Backend.computes``);
 then every setting is timed once per round, in rotating order, for several rounds, so that load
 from other processes on a shared machine falls on all of them alike. The table's ``fps`` is each
 setting's best round (load from elsewhere only ever slows a timing down, so the best round is the
@@ -53,11 +53,12 @@ SETTINGS = (
 
 
 def settings(variant):
-    """The settings this machine can measure for ``variant``."""
-    from streamsr.backends.openvino_backend import bf16_runs
+    """The settings this machine can measure for ``variant``: bf16 where the CPU computes it, and
+    each precision where the backend computes the network in it."""
+    from streamsr.backends import get_backend_class
     from streamsr.machine import cpu_runs_bf16
 
-    return [s for s in SETTINGS if s[2] != "bf16" or (cpu_runs_bf16() and (s[0] != "openvino" or bf16_runs(variant)))]
+    return [s for s in SETTINGS if (s[2] != "bf16" or cpu_runs_bf16()) and get_backend_class(s[0]).computes(variant, s[2])]
 
 
 def variants(models):

@@ -125,6 +125,12 @@ class BackendBase:
         config = getattr(self, "config", None)
         return getattr(config, "precision", "fp32")
 
+    @classmethod
+    def computes(cls, variant: ModelVariant, precision: str) -> bool:
+        """Whether it computes ``variant`` in ``precision``, one of its declared precisions (a
+        backend may keep some networks in fp32, and says so when loading one)."""
+        return True
+
     def infer_tensor(self, x, extra: dict | None = None):
         raise ConfigError(f"the {self.name} backend works on host arrays, not device tensors")
 

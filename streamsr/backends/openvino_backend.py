@@ -24,7 +24,7 @@ from ..models.registry import ModelVariant
 from .base import BackendBase, register_backend
 from .export import OUTPUT_NAME, load_cached_graph
 
-__all__ = ["OpenVinoBackend", "OpenVinoConfig", "bf16_runs"]
+__all__ = ["OpenVinoBackend", "OpenVinoConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +53,6 @@ class OpenVinoConfig:
     pinning: bool | None = None
 
 
-def bf16_runs(variant: ModelVariant) -> bool:
-    """Whether OpenVINO computes ``variant`` in bf16: not a network with inputs that must stay
-    float32 (the any-scale networks' query coordinates). OpenVINO's bf16 hint covers the whole
-    graph, and coordinates rounded to bf16 pick the wrong feature pixels (LIIF, LTE: 17 dB from
-    fp32), where PyTorch keeps those inputs float32."""
-    return not any(i.full_precision for i in variant.inputs[1:])
-
-
 @functools.cache
 def _notice(name: str) -> None:
     log.warning("--precision bf16: the openvino backend runs %s in fp32 (its query coordinates must "
@@ -76,7 +68,7 @@ class OpenVinoBackend(BackendBase):
     def __init__(self, variant: ModelVariant, config: OpenVinoConfig, weights: str | None = None):
         import openvino as ov
 
-        if config.precision == "bf16" and not bf16_runs(variant):
+        if not self.computes(variant, config.precision):
             _notice(variant.name)
             config = dataclasses.replace(config, precision="fp32")
         self.variant, self.config = variant, config
@@ -90,6 +82,14 @@ class OpenVinoBackend(BackendBase):
         if config.pinning is not None:
             self.properties["ENABLE_CPU_PINNING"] = config.pinning
         self.compiled: OrderedDict[tuple, Any] = OrderedDict()
+
+    @classmethod
+    def computes(cls, variant: ModelVariant, precision: str) -> bool:
+        """fp32, and bf16 for networks without inputs that must stay float32 (the any-scale
+        networks' query coordinates): OpenVINO's bf16 hint covers the whole graph, and coordinates
+        rounded to bf16 fetch the wrong feature pixels (LIIF, LTE: 17 dB from fp32), where PyTorch
+        keeps those inputs float32."""
+        return precision != "bf16" or not any(i.full_precision for i in variant.inputs[1:])
 
     @classmethod
     def available(cls, device: str) -> bool:
