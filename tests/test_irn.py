@@ -292,6 +292,6 @@ def test_codec_weights_restore_more_through_libx264_and_keep_the_lr_watchable():
         got[weights] = [score_round_trip(down, up, hr, 2, through=wire) for hr in photos]
         bits[weights] = sum(sent[::2])  # the pair's LR (the bicubic LR goes through the wire after it)
     gain = np.mean([s.psnr for s in got["codec"]]) - np.mean([s.psnr for s in got[None]])
-    assert gain > 0.25, (got, bits)  # measured: +0.44 dB (+0.11, +0.69, +0.53) at 3 % fewer bits
+    assert gain > 0.25, (got, bits)  # measured: +0.31 dB (+0.07, +0.35, +0.52) at 4 % fewer bits
     assert bits["codec"] < 1.05 * bits[None], bits
     assert np.mean([s.psnr_lr for s in got["codec"]]) > SHIPPED_LR[2], got
