@@ -162,3 +162,18 @@ def test_a_run_on_openvino_keeps_every_frame_and_reports_its_precision(small_cli
     with av.open(str(tmp_path / "ov.mp4")) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 12 and (frames[0].width, frames[0].height) == (2 * 64, 2 * 48)
+
+
+def test_calls_from_several_threads_each_get_their_own_result():
+    """One backend shared by threads (an infer request is not): every call returns its input's
+    output, whatever the other threads ask at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = create_backend("openvino", get_model("espcn").variant(2), device="cpu")
+    rng = np.random.default_rng(7)
+    inputs = [rng.random((1, 3, 8 + 2 * (i % 3), 8), dtype=np.float32) for i in range(24)]
+    expected = [backend.infer(x) for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(backend.infer, inputs))
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(g, e)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,7 +62,9 @@ def _notice(name: str) -> None:
 
 @register_backend("openvino", OpenVinoConfig)
 class OpenVinoBackend(BackendBase):
-    """Runs the exported graph with OpenVINO's CPU plugin, one compiled model per input shape."""
+    """Runs the exported graph with OpenVINO's CPU plugin, one compiled model per input size. An
+    infer request serves one call at a time: calls from several threads take turns (as one
+    ONNX Runtime session's would share its cores)."""
 
     precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16")}
 
@@ -82,6 +85,7 @@ class OpenVinoBackend(BackendBase):
         if config.pinning is not None:
             self.properties["ENABLE_CPU_PINNING"] = config.pinning
         self.compiled: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def computes(cls, variant: ModelVariant, precision: str) -> bool:
@@ -129,9 +133,10 @@ class OpenVinoBackend(BackendBase):
         feeds = {self.input_names[0]: np.ascontiguousarray(batch, dtype=np.float32)}
         for name in self.input_names[1:]:
             feeds[name] = np.ascontiguousarray(extra[name], dtype=np.float32)
-        request = self._request({name: a.shape for name, a in feeds.items()})
-        # share_inputs: the arrays are read in place; the output is copied out of the request
-        return request.infer(feeds, share_inputs=True)[OUTPUT_NAME]
+        with self._lock:
+            request = self._request({name: a.shape for name, a in feeds.items()})
+            # share_inputs: the arrays are read in place; the output is copied out of the request
+            return request.infer(feeds, share_inputs=True)[OUTPUT_NAME]
 
     def close(self) -> None:
         """Drop the compiled models."""
