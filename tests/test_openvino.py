@@ -9,7 +9,7 @@ import pytest
 import scipy.ndimage
 from model_cases import case_id, model_cases, network_inputs, out_size
 
-from streamsr.backends import create_backend, openvino_backend, resolve_backend
+from streamsr.backends import choice, create_backend, openvino_backend, resolve_backend
 from streamsr.backends.openvino_backend import OpenVinoBackend, OpenVinoConfig
 from streamsr.errors import BackendUnavailableError
 from streamsr.machine import cpu_runs_bf16
@@ -55,7 +55,7 @@ def test_bf16_runs_every_fixed_factor_network_close_to_fp32(name, scale, part, c
     instructions runs fp32 (the run says so, see tests/test_precision.py)."""
     variant = get_model(name).variant(scale, part)
     batch, extra = _picture_like(name, scale, part)
-    openvino_backend._notice.cache_clear()
+    choice._notice.cache_clear()
     outs, backends = {}, {}
     with caplog.at_level(logging.WARNING):
         for precision in ("fp32", "bf16"):

@@ -129,8 +129,7 @@ def _losses(path: Path) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}
         for r in rows:
             spec = get_model(r["model"])
-            parts = [p for p, _ in getattr(spec.geometry, "directions", ())] or [None]
-            names = [spec.variant(int(r["scale"]) if spec.scales else None, p).name for p in parts]
+            names = [spec.variant(int(r["scale"]) if spec.scales else None, p).name for p in spec.parts]
             for key, cell in r.items():
                 if isinstance(cell, dict) and "mean_change" in cell:
                     precision = cell.get("precision", key)

@@ -11,8 +11,6 @@ stays dynamic."""
 from __future__ import annotations
 
 import dataclasses
-import functools
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -23,11 +21,10 @@ import numpy as np
 
 from ..models.registry import ModelVariant
 from .base import BackendBase, register_backend
+from .choice import _notice
 from .export import OUTPUT_NAME, load_cached_graph
 
 __all__ = ["OpenVinoBackend", "OpenVinoConfig"]
-
-log = logging.getLogger(__name__)
 
 #: OpenVINO's name of each precision it is asked to compute in
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -54,12 +51,6 @@ class OpenVinoConfig:
     pinning: bool | None = None
 
 
-@functools.cache
-def _notice(name: str) -> None:
-    log.warning("--precision bf16: the openvino backend runs %s in fp32 (its query coordinates must "
-                "stay float32; bf16 for it runs on --backend torch)", name)
-
-
 @register_backend("openvino", OpenVinoConfig)
 class OpenVinoBackend(BackendBase):
     """Runs the exported graph with OpenVINO's CPU plugin, one compiled model per input size. An
@@ -72,7 +63,8 @@ class OpenVinoBackend(BackendBase):
         import openvino as ov
 
         if not self.computes(variant, config.precision):
-            _notice(variant.name)
+            _notice(f"--precision bf16: the openvino backend runs {variant.name} in fp32 (its query coordinates "
+                    "must stay float32; bf16 for it runs on --backend torch)")
             config = dataclasses.replace(config, precision="fp32")
         self.variant, self.config = variant, config
         self.input_names = variant.input_names

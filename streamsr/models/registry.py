@@ -115,6 +115,11 @@ class ModelSpec:
         return self.geometry.factors
 
     @property
+    def parts(self) -> tuple[str | None, ...]:
+        """The networks of one factor by part: ``("down", "up")`` for a model of parts, else ``(None,)``."""
+        return tuple(p for p, _ in getattr(self.geometry, "directions", ())) or (None,)
+
+    @property
     def conditioned(self) -> bool:
         """Whether the model is told the degradation (blur, noise)."""
         return conditioned(self.inputs)
