@@ -20,7 +20,7 @@ from .models.geometry import ScaleRequest, parse_size
 __all__ = ["PRECISIONS", "PRESETS", "SAMPLE_CLIP", "RunConfig", "load_preset", "read_toml"]
 
 #: the precisions a run may ask for; each backend declares those it runs (``Backend.precisions``)
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
@@ -35,7 +35,7 @@ class RunConfig:
         part: for models made of parts (IRN): "down" or "up".
         backend: backend name or "auto".
         device: "auto", "cpu" or "cuda".
-        precision: "fp32", "fp16", "bf16", "auto" (the fastest measured within 0.1 dB of fp32 for
+        precision: "fp32", "fp16", "bf16", "int8" (calibrated networks, CPU), "auto" (the fastest measured within 0.1 dB of fp32 for
             the network) or None (fp16 on CUDA, fp32 on CPU); one the backend or the CPU does not
             run falls back, said once (:func:`streamsr.backends.choice.resolve_precision`).
         weights: user .safetensors weights instead of the shipped ones.

@@ -37,6 +37,8 @@ def _cuda_free() -> int:
 
 #: CPU flags (Linux /proc/cpuinfo names) of instructions that compute in bf16 natively
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: ... and of those that multiply-accumulate 8-bit integers in one step (VNNI, AMX tiles)
+CPU_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 @functools.cache
@@ -57,6 +59,12 @@ def cpu_runs_bf16() -> bool:
     """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere PyTorch emulates
     it, slower than fp32."""
     return bool(cpu_flags() & CPU_BF16_FLAGS)
+
+
+def cpu_runs_int8() -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI or AMX); elsewhere int8
+    convolutions run, but no faster than fp32 ones (``--precision auto`` keeps fp32 there)."""
+    return bool(cpu_flags() & CPU_INT8_FLAGS)
 
 
 def _available_memory() -> int | None:

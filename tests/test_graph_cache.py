@@ -175,17 +175,20 @@ main(sys.argv[1:])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,backend", [("espcn", "onnxruntime"), ("lte", "onnxruntime"), ("udvd", "onnxruntime"),
-                                           ("espcn", "openvino"), ("udvd", "openvino")])
-def test_a_run_on_an_exported_graph_after_the_first_never_imports_torch(folder, tmp_path, model, backend):
+@pytest.mark.parametrize("model,backend,precision", [
+    ("espcn", "onnxruntime", "fp32"), ("lte", "onnxruntime", "fp32"), ("udvd", "onnxruntime", "fp32"),
+    ("espcn", "openvino", "fp32"), ("udvd", "openvino", "fp32"), ("espcn", "openvino", "int8"),
+    ("udvd", "onnxruntime", "int8")])
+def test_a_run_on_an_exported_graph_after_the_first_never_imports_torch(folder, tmp_path, model, backend, precision):
     """Importing PyTorch costs about a second and 200 MiB: once the first run has cached the graph
     and the memory plan, a run on ONNX Runtime or OpenVINO on the CPU never imports it (the model
     specs, the CPU stages, the noise estimate and the device check are torch-free). Networks with
-    query tables (LTE) and degradation inputs (UDVD, noise estimated) included."""
+    query tables (LTE) and degradation inputs (UDVD, noise estimated) included, and the quantized
+    int8 graph."""
     from media import make_video
 
     clip = make_video(tmp_path / "in.mp4", frames=3, size=(64, 48))
-    args = ["run", str(clip), "--model", model, "--scale", "2", "--backend", backend, "-q"]
+    args = ["run", str(clip), "--model", model, "--scale", "2", "--backend", backend, "--precision", precision, "-q"]
     if model == "udvd":
         args += ["--noise", "auto"]
     first = subprocess.run([sys.executable, "-m", "streamsr.cli", *args, "-o", str(tmp_path / "a.mp4")],

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 import streamsr
+from streamsr.backends.choice import QUALITY_TABLE, SPEED_TABLE
+from streamsr.backends.int8 import RANGES_TABLE
 from streamsr.config import PRESETS, SAMPLE_CLIP
 from streamsr.degradation.maps import PCA_FILE
 from streamsr.models import get_model, list_models, weights_path
@@ -65,6 +67,7 @@ def loaded_data_files() -> set[str]:
     files.add(_rel(resources.files("streamsr.degradation") / PCA_FILE))
     files |= {_rel(p) for p in PRESETS.glob("*.toml")}
     files.add(_rel(SAMPLE_CLIP))
+    files |= {_rel(SPEED_TABLE), _rel(QUALITY_TABLE), _rel(RANGES_TABLE)}  # what auto and int8 read
     return files
 
 

@@ -48,7 +48,7 @@ def test_a_declared_precision_runs_as_asked():
 
 def test_an_undeclared_precision_falls_back_to_the_backends_first_and_names_who_runs_it():
     runs, why = precision_fallback("onnxruntime", "cpu", "bf16")
-    assert runs == "fp32" and "onnxruntime backend runs fp32 on the cpu, not bf16" in why
+    assert runs == "fp32" and "onnxruntime backend runs fp32/int8 on the cpu, not bf16" in why
     assert "--backend openvino or torch" in why
     runs, why = precision_fallback("torch", "cpu", "fp16")
     assert runs == "fp32" and "not fp16" in why
@@ -85,7 +85,7 @@ def test_a_fallback_is_said_once(caplog, monkeypatch):
         assert backend.precision == "fp32"
         backend.close()
     said = [r.getMessage() for r in caplog.records if "--precision bf16" in r.getMessage()]
-    assert said == [("--precision bf16: the onnxruntime backend runs fp32 on the cpu, not bf16 "
+    assert said == [("--precision bf16: the onnxruntime backend runs fp32/int8 on the cpu, not bf16 "
                      "(bf16 runs on --backend openvino or torch); running fp32")]
 
 
@@ -106,11 +106,11 @@ def test_the_default_precision_says_nothing(caplog):
     assert not caplog.records
 
 
-@pytest.mark.parametrize("bad", ["int8", "FP32", "half"])
+@pytest.mark.parametrize("bad", ["int4", "FP32", "half"])
 def test_unknown_precisions_are_refused(bad):
-    with pytest.raises(ConfigError, match="fp32, fp16, bf16"):
+    with pytest.raises(ConfigError, match="fp32, fp16, bf16, int8"):
         RunConfig(precision=bad)
-    with pytest.raises(ConfigError, match="fp32, fp16, bf16"):
+    with pytest.raises(ConfigError, match="fp32, fp16, bf16, int8"):
         create_backend("torch", ESPCN, device="cpu", precision=bad)
 
 
@@ -227,3 +227,20 @@ def test_a_run_at_auto_runs_what_auto_picks(small_clip, tmp_path):
     stats = upscale_video(small_clip, tmp_path / "auto.mp4", RunConfig(scale=2, precision="auto"))
     assert stats.frames_in == stats.frames_out == 12
     assert stats.extra["precision"] == choice_module.auto_precision("auto", "cpu", ESPCN)
+
+
+def test_the_quality_tool_keeps_the_networks_it_did_not_measure_again():
+    """tools/eval_precision.py --models udvd --merge wrote a table of UDVD alone: every other
+    network's row was lost."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "eval_precision.py"
+    spec = importlib.util.spec_from_file_location("eval_precision_tool", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    earlier = {("espcn", 2.0): {"model": "espcn", "scale": 2.0, "fp32": 34.0},
+               ("udvd", 2.0): {"model": "udvd", "scale": 2.0, "fp32": 33.0}}
+    rows = [{"model": "udvd", "scale": 2.0, "fp32": 33.5}, {"model": "srcnn", "scale": 2.0, "fp32": 32.0}]
+    assert tool.merged(earlier, rows) == [earlier["espcn", 2.0], rows[0], rows[1]]
+    assert tool.merged({}, rows) == rows

@@ -16,6 +16,10 @@ measured it to lose more than 0.1 dB. OpenVINO runs the any-scale networks in fp
 ``Backend.computes``): it has no bf16 cell for them.
 
     python tools/eval_precision.py --backends openvino --merge   # add OpenVINO's cells to the table
+    python tools/eval_precision.py --backends openvino,onnxruntime --precisions int8 --merge   # int8's cells
+
+int8 runs the networks with shipped calibration (tools/calibrate_int8.py) on ONNX Runtime and
+OpenVINO.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamsr.backends import create_backend
+from streamsr.backends import create_backend, get_backend_class
 from streamsr.evaluate import Upscaler, iter_items, score_image, score_round_trip
 from streamsr.machine import cpu_runs_bf16
 from streamsr.models import get_model, list_models, weights_path
@@ -73,8 +77,6 @@ def cell_key(backend: str, precision: str) -> str:
 
 def runs_lower(backend: str, name: str, scale, precision: str) -> bool:
     """Whether ``backend`` computes every part of the network in ``precision`` (``Backend.computes``)."""
-    from streamsr.backends import get_backend_class
-
     spec = get_model(name)
     return all(get_backend_class(backend).computes(spec.variant(scale if spec.scales else None, p), precision)
                for p in spec.parts)
@@ -91,15 +93,25 @@ def table(results) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged(earlier: dict, rows: list[dict]) -> list[dict]:
+    """The table's rows after measuring ``rows``: each earlier row (``{(model, scale): row}``)
+    replaced by its new one, the networks not measured now kept, new networks added."""
+    fresh = {(r["model"], r["scale"]): r for r in rows}
+    return [fresh.get(k, r) for k, r in earlier.items()] + [r for k, r in fresh.items() if k not in earlier]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=None, help="comma-separated model names (default: every shipped one)")
     ap.add_argument("--output", type=Path, default=ROOT / "streamsr" / "data" / "precision_quality.json")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite MODELS.md")
-    ap.add_argument("--backends", default="torch,openvino", help="backends whose precisions are measured")
-    ap.add_argument("--merge", action="store_true", help="keep the output's cells of backends not measured now")
+    ap.add_argument("--backends", default="torch,openvino,onnxruntime", help="backends whose precisions are measured")
+    ap.add_argument("--precisions", default="bf16,int8",
+                    help="lower precisions measured, where a backend runs them (bf16: CPUs with bf16 instructions)")
+    ap.add_argument("--merge", action="store_true", help="keep the output's networks, and cells of backends, "
+                    "not measured now")
     args = ap.parse_args(argv)
-    precisions = ["bf16"] if cpu_runs_bf16() else []
+    precisions = [p for p in args.precisions.split(",") if p != "bf16" or cpu_runs_bf16()]
     if not precisions:
         print("this CPU has no bf16 instructions: nothing lower than fp32 to measure here")
         return 1
@@ -111,7 +123,8 @@ def main(argv=None) -> int:
     for name, scale in cases(args.models.split(",") if args.models else list_models()):
         row = dict(earlier.get((name, float(scale)), {}))
         for backend in backends:
-            lower = [p for p in precisions if runs_lower(backend, name, scale, p)]
+            lower = [p for p in precisions if p in get_backend_class(backend).precisions.get("cpu", ())
+                     and runs_lower(backend, name, scale, p)]
             if not lower:
                 continue
             base = scores(name, scale, "fp32", images, backend)
@@ -127,6 +140,7 @@ def main(argv=None) -> int:
         print(f"{name} x{scale:g}: fp32 {row['fp32']:.3f} dB; " + ", ".join(
             f"{k} {c['mean_change']:+.3f} (worst {c['worst_change']:+.3f} on {c['worst_image']})"
             for k, c in row.items() if isinstance(c, dict)), flush=True)
+    rows = merged(earlier, rows)
     keys = sorted({k for r in rows for k, c in r.items() if isinstance(c, dict)}, key=lambda k: (len(k), k))
     results = {"about": "Mean Y-PSNR on the validation photos at fp32 and the change at each lower precision "
                         "on each backend against its own fp32 (CPU), by tools/eval_precision.py",

@@ -4,7 +4,8 @@ CPU) reads: ``streamsr/data/backend_speed.json``.
 
 Each network is loaded once per setting (ONNX Runtime; PyTorch with channels_last off and on, in
 fp32 and, on a CPU that computes it, bf16; OpenVINO in fp32 and bf16, the latter not for networks
-it runs in fp32 anyway, see ``Backend.computes``);
+it runs in fp32 anyway, see ``Backend.computes``; ONNX Runtime and OpenVINO in int8 for the
+networks with int8 calibration);
 then every setting is timed once per round, in rotating order, for several rounds, so that load
 from other processes on a shared machine falls on all of them alike. The table's ``fps`` is each
 setting's best round (load from elsewhere only ever slows a timing down, so the best round is the
@@ -49,6 +50,8 @@ SETTINGS = (
     ("torch", {"channels_last": True}, "bf16"),
     ("openvino", {}, "fp32"),
     ("openvino", {}, "bf16"),
+    ("onnxruntime", {}, "int8"),
+    ("openvino", {}, "int8"),
 )
 
 
@@ -110,6 +113,9 @@ def measure(variant, size, rounds, seconds, runs, max_gflop, folder, report):
     measured = settings(variant)
     loaded = [create_backend(b, variant, device="cpu", precision=p, weights=config.weights, options={b: o} if o else None)
               for b, o, p in measured]
+    fell_back = [label(*s) for s, b in zip(measured, loaded, strict=True) if b.precision != s[2]]
+    if fell_back:  # a row must be what it says (a run's notice says why)
+        raise SystemExit(f"{variant.name}: {', '.join(fell_back)} ran another precision")
     try:
         for backend in loaded:  # first calls: allocations, oneDNN primitive caches
             model_only_fps(backend, width, height, 1, seconds=0.0, runs=1)

@@ -128,7 +128,13 @@ class BackendBase:
     @classmethod
     def computes(cls, variant: ModelVariant, precision: str) -> bool:
         """Whether it computes ``variant`` in ``precision``, one of its declared precisions (a
-        backend may keep some networks in fp32, and says so when loading one)."""
+        backend may keep some networks in fp32: the run says so, see
+        :func:`~streamsr.backends.choice.resolve_precision`). int8 needs the network's shipped
+        calibration (:mod:`streamsr.backends.int8`)."""
+        if precision == "int8":
+            from .int8 import calibrated
+
+            return calibrated(variant)
         return True
 
     def infer_tensor(self, x, extra: dict | None = None):

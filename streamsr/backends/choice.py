@@ -8,7 +8,8 @@ takes the first backend available. A precision the backend, or the CPU, cannot r
 what it can, said once (:func:`resolve_precision`). ``--precision auto`` takes, on the CPU, the
 fastest measured precision that the shipped quality table :data:`QUALITY_TABLE` says loses at most
 0.1 dB against fp32 for the network (:func:`auto_precision`). There is no if/elif ladder over names or
-models: backends declare their precisions, speeds are data.
+models: backends declare their precisions and which networks they compute in each
+(``Backend.computes``), speeds are data.
 """
 
 from __future__ import annotations
@@ -154,14 +155,15 @@ def auto_precision(name: str, device: str, variant: ModelVariant | str | None) -
     """What ``--precision auto`` runs: on CUDA the device's default (fp16); on the CPU the
     precision whose fastest measured row (of the named backend, or of any available one under
     ``auto``) is fastest, among fp32 and those measured to lose at most :data:`AUTO_MAX_LOSS` dB
-    for this network that this CPU computes (bf16 needs AVX512-BF16/AMX). fp32 when nothing is
-    measured."""
+    for this network that this CPU computes fast (bf16 needs AVX512-BF16/AMX, int8 VNNI/AMX). fp32
+    when nothing is measured."""
     if device != "cpu" or variant is None:
         return default_precision(device)
-    from ..machine import cpu_runs_bf16
+    from ..machine import cpu_runs_bf16, cpu_runs_int8
 
+    fast_here = {"bf16": cpu_runs_bf16, "int8": cpu_runs_int8}
     allowed = ["fp32"] + [p for p in PRECISIONS if p != "fp32" and (loss := precision_loss(variant, p)) is not None
-                          and loss <= AUTO_MAX_LOSS and (p != "bf16" or cpu_runs_bf16())]
+                          and loss <= AUTO_MAX_LOSS and fast_here.get(p, lambda: True)()]
     best, fastest = "fp32", 0.0
     for precision in allowed:
         rows = [r for r in measured_speeds(variant, device, precision, backend=None if name == "auto" else name)
@@ -226,24 +228,38 @@ def _notice(text: str) -> None:
     log.warning("%s", text)
 
 
-def precision_fallback(backend: str, device: str, precision: str, *,
-                       cpu_bf16: bool | None = None) -> tuple[str, str | None]:
+def precision_fallback(backend: str, device: str, precision: str, *, variant: ModelVariant | None = None,
+                       weights: str | None = None, cpu_bf16: bool | None = None) -> tuple[str, str | None]:
     """(the precision ``backend`` runs for ``precision`` on ``device``, why it differs or None):
-    the one asked for when the backend runs it and, for bf16 on the CPU, the CPU computes it in
-    hardware; else the backend's first (fp32 on the CPU).
+    the one asked for when the backend runs it, computes ``variant`` in it (``Backend.computes``),
+    and, for bf16 on the CPU, the CPU computes it in hardware, and, for int8, the network and its
+    weights are calibrated; else the backend's first (fp32 on the CPU).
 
     Args:
         backend: a registered backend's name.
         device: "cpu" or "cuda" (resolved).
         precision: one of :data:`~streamsr.config.PRECISIONS`.
+        variant: the network it will run (None: any).
+        weights: the weights file it will load (None: the shipped ones).
         cpu_bf16: whether the CPU has bf16 instructions (None: this machine's, see
             :func:`streamsr.machine.cpu_runs_bf16`).
     """
-    runs = _BACKENDS[backend].cls.precisions.get(device, ("fp32",))
+    cls = _BACKENDS[backend].cls
+    runs = cls.precisions.get(device, ("fp32",))
+    others = [n for n in sorted(_BACKENDS) if _runs(n, device, precision)
+              and (variant is None or _BACKENDS[n].cls.computes(variant, precision))]
+    elsewhere = f" ({precision} runs on --backend {' or '.join(others)})" if others else ""
     if precision not in runs:
-        others = [n for n in sorted(_BACKENDS) if _runs(n, device, precision)]
-        return runs[0], (f"the {backend} backend runs {'/'.join(runs)} on the {device}, not {precision}"
-                         + (f" ({precision} runs on --backend {' or '.join(others)})" if others else ""))
+        return runs[0], f"the {backend} backend runs {'/'.join(runs)} on the {device}, not {precision}{elsewhere}"
+    if variant is not None and precision == "int8":
+        from .export import GraphKey
+        from .int8 import calibration_problem
+
+        key = GraphKey.make(variant, precision, weights)
+        if why := calibration_problem(variant, key.weights if key else None):
+            return runs[0], why
+    if variant is not None and not cls.computes(variant, precision):
+        return runs[0], f"the {backend} backend runs {variant.name} in {runs[0]}{elsewhere}"
     if precision == "bf16" and device == "cpu":
         from ..machine import cpu_runs_bf16
 
@@ -252,7 +268,8 @@ def precision_fallback(backend: str, device: str, precision: str, *,
     return precision, None
 
 
-def resolve_precision(backend: str, device: str, precision: str | None) -> str:
+def resolve_precision(backend: str, device: str, precision: str | None, variant: ModelVariant | None = None,
+                      weights: str | None = None) -> str:
     """The precision ``backend`` runs for a run asking for ``precision`` on ``device``
     (:func:`precision_fallback`); a fallback is said once, with the reason.
 
@@ -261,10 +278,11 @@ def resolve_precision(backend: str, device: str, precision: str | None) -> str:
         device: "cpu" or "cuda" (resolved).
         precision: one of :data:`~streamsr.config.PRECISIONS` (checked by :func:`create_backend`),
             or None: the device's default.
+        variant, weights: the network and weights file it will run (None: any, the shipped ones).
     """
     if precision is None:
         precision = default_precision(device)
-    runs, why = precision_fallback(backend, device, precision)
+    runs, why = precision_fallback(backend, device, precision, variant=variant, weights=weights)
     if why is not None:
         _notice(f"--precision {precision}: {why}; running {runs}")
     return runs
@@ -288,8 +306,8 @@ def create_backend(
             :func:`resolve_backend`).
         variant: the network to load (``spec.variant(factor)``).
         device: auto, cpu or cuda.
-        precision: fp32, fp16 or bf16 (None = fp16 on CUDA, fp32 on CPU); one the backend or the
-            CPU cannot run falls back to what it can, said once (:func:`resolve_precision`);
+        precision: fp32, fp16, bf16 or int8 (None = fp16 on CUDA, fp32 on CPU); one the backend,
+            the CPU or the network's calibration (int8) cannot run falls back to what it can, said once (:func:`resolve_precision`);
             ``auto``: the fastest measured within 0.1 dB of fp32 (:func:`auto_precision`).
         weights: user weights file instead of the shipped ones, or the name of shipped
             alternative weights (``codec`` for IRN x2, see :func:`~streamsr.models.registry.resolve_weights`).
@@ -307,14 +325,14 @@ def create_backend(
     if precision == "auto":
         precision = auto_precision(name, device, variant)
     chosen = resolve_backend(name, device, variant, precision)
-    precision = resolve_precision(chosen, device, precision)
+    weights = resolve_weights(variant.spec, variant.factor, weights)  # a shipped alternative's name -> its file
+    precision = resolve_precision(chosen, device, precision, variant, weights)
     if name != "auto":
         for other, opts in options.items():
             if other != chosen and opts:
                 spelled = ", ".join(f"{other}.{k}" for k in opts)
                 raise ConfigError(f"{spelled} applies to the {other} backend, and this run uses {chosen}; "
                                   f"add --backend {other}")
-    weights = resolve_weights(variant.spec, variant.factor, weights)  # a shipped alternative's name -> its file
     info = _BACKENDS[chosen]
     config = info.config(device=device, precision=precision, **options.get(chosen, {}))
     backend = info.cls(variant, config, weights)

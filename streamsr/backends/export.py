@@ -3,6 +3,7 @@ of exported graphs in the user's cache folder.
 
 ``precision="fp16"`` bakes fp16 into the graph (weights in fp16, casts at the input and output),
 which is what strongly typed TensorRT 11 needs; the graph's inputs and outputs stay float32.
+``precision="int8"`` is the fp32 graph quantized with shipped ranges (:mod:`streamsr.backends.int8`).
 
 :func:`cached_onnx` keeps each exported graph under ``onnx/`` in the user's cache
 (:mod:`streamsr.cache`), named by everything that invalidates it (:class:`GraphKey`): the
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 import numpy as np
 
 from ..cache import cache_dir, write_atomic
-from ..errors import ExportError
+from ..errors import ConfigError, ExportError
 from ..metrics import psnr
 from ..models.inputs import GRIDS
 from ..models.registry import ModelVariant, weights_path
@@ -249,7 +250,7 @@ class GraphKey:
 
     Args:
         variant: the network's name (``espcn_x2``, ``irn_x2-down``: ModelVariant.name).
-        precision: "fp32" or "fp16".
+        precision: "fp32", "fp16" or "int8".
         opset: the ONNX opset exported to.
         weights: sha256[:16] of the weights file's bytes ("none" for a network without weights).
         code: the code's version (:func:`code_version`).
@@ -268,7 +269,12 @@ class GraphKey:
         digest = _weights_digest(variant, weights)
         if digest is None:
             return None
-        return cls(variant.name, precision, OPSET, digest, code_version(variant))
+        code = code_version(variant)
+        if precision == "int8":  # quantized with the shipped ranges: calibrating again makes another graph
+            from .int8 import ranges_digest
+
+            code += f"-q{ranges_digest(variant)}"
+        return cls(variant.name, precision, OPSET, digest, code)
 
     @property
     def filename(self) -> str:
@@ -333,7 +339,8 @@ def cached_onnx(
 
     Args:
         variant: the network.
-        precision: "fp32" or "fp16".
+        precision: "fp32", "fp16", or "int8" (the fp32 graph, cached too, quantized: see
+            :mod:`streamsr.backends.int8`).
         weights: user weights instead of the shipped ones.
         cache: the cache (default: :class:`GraphCache` in the user's cache folder).
         refresh: export again and replace the cached file (one a consumer could not load).
@@ -342,15 +349,26 @@ def cached_onnx(
         (the serialized graph, whether it came from the cache).
 
     Raises:
-        ExportError, WeightsError: as :func:`export_onnx`.
+        ExportError, WeightsError: as :func:`export_onnx`; ConfigError: int8 for a network or
+            weights without int8 calibration.
     """
     cache = cache or GraphCache()
     key = GraphKey.make(variant, precision, weights)
+    if precision == "int8":
+        from .int8 import calibration_problem
+
+        if why := calibration_problem(variant, key.weights if key else None):
+            raise ConfigError(f"--precision int8: {why}")
     if key is not None and not refresh:
         data = cache.load(key)
         if data is not None:
             return data, True
-    data = export_onnx(variant, precision=precision, weights=weights, check=False)
+    if precision == "int8":
+        from .int8 import quantize
+
+        data = quantize(cached_onnx(variant, weights=weights, cache=cache, refresh=refresh)[0], variant)
+    else:
+        data = export_onnx(variant, precision=precision, weights=weights, check=False)
     if key is not None:
         cache.store(key, data)
     return data, False

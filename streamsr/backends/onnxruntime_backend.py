@@ -1,9 +1,12 @@
 """ONNX Runtime backend: the exported graph (from the user's cache after the first run, see
-:func:`~streamsr.backends.export.cached_onnx`) run by an InferenceSession."""
+:func:`~streamsr.backends.export.cached_onnx`) run by an InferenceSession: fp32, fp16 baked into
+the graph on CUDA, or the quantized graph in int8 on the CPU (:mod:`streamsr.backends.int8`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -20,7 +23,7 @@ class OrtConfig:
 
     Args:
         device: "cpu" or "cuda" (CUDA execution provider).
-        precision: "fp32" or "fp16" (fp16 baked into the graph).
+        precision: "fp32", "fp16" (CUDA: fp16 baked into the graph) or "int8" (CPU: the quantized graph).
         threads: intra-op threads (None = ONNX Runtime's default, one per core).
     """
 
@@ -37,11 +40,12 @@ def _providers(device: str) -> list[str]:
 class OnnxRuntimeBackend(BackendBase):
     """Runs the exported graph with ONNX Runtime."""
 
+    precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")}
+
     def __init__(self, variant: ModelVariant, config: OrtConfig, weights: str | None = None):
         self.variant, self.config = variant, config
         self.input_names = variant.input_names
-        precision = config.precision if config.device == "cuda" else "fp32"
-        self.session = load_cached_graph(variant, self._session, precision=precision, weights=weights)
+        self.session = load_cached_graph(variant, self._session, precision=config.precision, weights=weights)
 
     def _session(self, data: bytes):
         import onnxruntime as ort

@@ -1,7 +1,8 @@
 """OpenVINO backend: the exported graph (the same cached file ONNX Runtime runs, see
-:func:`~streamsr.backends.export.cached_onnx`) compiled by OpenVINO's CPU plugin, in fp32 or in
+:func:`~streamsr.backends.export.cached_onnx`) compiled by OpenVINO's CPU plugin, in fp32, in
 bf16 on CPUs that compute it (AVX512-BF16, AMX): low precision with neither PyTorch nor a
-quantized graph. A run never imports torch on this backend once the graph is cached.
+quantized graph, or in int8 from the quantized graph (:mod:`streamsr.backends.int8`: VNNI, AMX).
+A run never imports torch on this backend once the graph is cached.
 
 The graph's sides are dynamic; OpenVINO runs a graph compiled for fixed sides faster (ESPCN x2 at
 640x360: 135 against 160 ms in fp32), and compiling one takes tens of milliseconds, so each input
@@ -10,7 +11,6 @@ stays dynamic."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -21,13 +21,13 @@ import numpy as np
 
 from ..models.registry import ModelVariant
 from .base import BackendBase, register_backend
-from .choice import _notice
 from .export import OUTPUT_NAME, load_cached_graph
 
 __all__ = ["OpenVinoBackend", "OpenVinoConfig"]
 
-#: OpenVINO's name of each precision it is asked to compute in
-_HINTS = {"fp32": "f32", "bf16": "bf16"}
+#: OpenVINO's name of the precision it computes in what the graph leaves float (the quantized
+#: graph's int8 convolutions are int8 whatever the hint)
+_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 #: compiled input sizes kept per backend, the least recently used dropped past this: a tiled frame
 #: has up to sixteen (the first, middle, next-to-last and last tiles across and down)
 _SHAPES_KEPT = 32
@@ -39,8 +39,8 @@ class OpenVinoConfig:
 
     Args:
         device: "cpu" (OpenVINO's GPU plugin is Intel's, not the CUDA GPUs streamsr targets).
-        precision: "fp32", or "bf16" (CPUs with AVX512-BF16 or AMX; checked by
-            :func:`~streamsr.backends.choice.resolve_precision`).
+        precision: "fp32", "bf16" (CPUs with AVX512-BF16 or AMX; checked by
+            :func:`~streamsr.backends.choice.resolve_precision`) or "int8" (calibrated networks).
         threads: inference threads (None = OpenVINO's default, one per core).
         pinning: pin its threads to cores (None = OpenVINO's default).
     """
@@ -57,19 +57,16 @@ class OpenVinoBackend(BackendBase):
     infer request serves one call at a time: calls from several threads take turns (as one
     ONNX Runtime session's would share its cores)."""
 
-    precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16")}
+    precisions: ClassVar[Mapping[str, tuple[str, ...]]] = {"cpu": ("fp32", "bf16", "int8")}
 
     def __init__(self, variant: ModelVariant, config: OpenVinoConfig, weights: str | None = None):
         import openvino as ov
 
-        if not self.computes(variant, config.precision):
-            _notice(f"--precision bf16: the openvino backend runs {variant.name} in fp32 (its query coordinates "
-                    "must stay float32; bf16 for it runs on --backend torch)")
-            config = dataclasses.replace(config, precision="fp32")
         self.variant, self.config = variant, config
         self.input_names = variant.input_names
         self.core = ov.Core()
-        self.model = load_cached_graph(variant, self.core.read_model, weights=weights)
+        graph = "int8" if config.precision == "int8" else "fp32"
+        self.model = load_cached_graph(variant, self.core.read_model, precision=graph, weights=weights)
         self.properties: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[config.precision],
                                            "PERFORMANCE_HINT": "LATENCY"}
         if config.threads:
@@ -81,11 +78,13 @@ class OpenVinoBackend(BackendBase):
 
     @classmethod
     def computes(cls, variant: ModelVariant, precision: str) -> bool:
-        """fp32, and bf16 for networks without inputs that must stay float32 (the any-scale
-        networks' query coordinates): OpenVINO's bf16 hint covers the whole graph, and coordinates
-        rounded to bf16 fetch the wrong feature pixels (LIIF, LTE: 17 dB from fp32), where PyTorch
-        keeps those inputs float32."""
-        return precision != "bf16" or not any(i.full_precision for i in variant.inputs[1:])
+        """fp32, int8 for the calibrated networks, and bf16 for networks without inputs that must
+        stay float32 (the any-scale networks' query coordinates): OpenVINO's bf16 hint covers the
+        whole graph, and coordinates rounded to bf16 fetch the wrong feature pixels (LIIF, LTE:
+        17 dB from fp32), where PyTorch keeps those inputs float32."""
+        if precision == "bf16":
+            return not any(i.full_precision for i in variant.inputs[1:])
+        return super().computes(variant, precision)
 
     @classmethod
     def available(cls, device: str) -> bool:

@@ -70,7 +70,8 @@ def _weights(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
                    "comma-separated; a model that cannot meet one skips it (default: --scale / --out-size, else "
                    "each model's own).")
 @click.option("--precisions", default="fp32,fp16", show_default=True, help="--matrix: precisions, each where the backend and the CPU run it (fp16 on CUDA; bf16 "
-                   "on torch, on CUDA or CPUs with AVX512-BF16/AMX).")
+                   "on torch and openvino, on CUDA or CPUs with AVX512-BF16/AMX; int8 on onnxruntime and openvino, "
+                   "calibrated networks).")
 @click.option("--batches", default="1,4", show_default=True, help="--matrix: batch sizes.")
 @click.option("--codec", default="libx264", show_default=True, help="Encoder of the end-to-end runs.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the PyTorch backend.")
