@@ -24,6 +24,7 @@ from .bench import _available, model_only_fps, network_gflop, run_geometry, synt
 from .config import RunConfig
 from .errors import ConfigError, UnsupportedScaleError
 from .models.geometry import Geometry, ScaleRequest, parse_size
+from .models.registry import resolve_weights
 from .pipeline.job import upscale_video
 
 __all__ = ["DEFAULT_MODELS", "MatrixRow", "format_matrix", "parse_request", "run_matrix"]
@@ -154,8 +155,9 @@ def run_matrix(
                 config, untrained = with_weights(config, variant, tmp)
                 gflop = network_gflop(variant, geometry.in_size, geometry.net_size)
                 for name, precision, batch in itertools.product(names, precisions, batches):
-                    if precision_fallback(name, device, precision)[1] is not None:
-                        continue  # the backend, or this CPU, does not run it
+                    file = resolve_weights(variant.spec, variant.factor, config.weights)
+                    if precision_fallback(name, device, precision, variant=variant, weights=file)[1]:
+                        continue  # the backend, this CPU, or the network (int8: its calibration) does not run it
                     cell = dataclasses.replace(config, backend=name, precision=precision, batch_size=batch)
                     backend = load_backend(cell, variant)
                     try:
@@ -166,8 +168,8 @@ def run_matrix(
                     finally:
                         backend.close()
                     slowest = min((s for s in stats.stages if s.fps), key=lambda s: s.fps)
-                    rows.append(MatrixRow(config.model, geometry, name, precision, batch, stats.extra["colour_on"],
-                                          model_fps, stats.fps, slowest.name, gflop, untrained))
+                    rows.append(MatrixRow(config.model, geometry, name, stats.extra["precision"], batch,
+                                          stats.extra["colour_on"], model_fps, stats.fps, slowest.name, gflop, untrained))
                     report(f"{config.model} {_sizes(geometry)} {name} {precision} b{batch}: model {model_fps:.1f} "
                            f"fps, end to end {stats.fps:.1f} fps (bound: {slowest.name})")
     if not rows and skipped:

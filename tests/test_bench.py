@@ -85,6 +85,16 @@ def test_matrix_skips_what_a_model_cannot_do_and_runs_untrained_models(monkeypat
         run_matrix(CPU, models=("espcn",), sizes=((32, 24),), requests=[ScaleRequest(scale=1.5)], frames=2)
 
 
+def test_matrix_cells_are_labelled_with_the_precision_they_ran(liif_weights):
+    """int8 for a network without int8 calibration (LIIF, or random weights) ran fp32 and was
+    labelled int8: such a cell is skipped, and a row says what its run reported."""
+    lines = []
+    rows = run_matrix(RunConfig(device="cpu", backend="openvino"), models=("espcn", "liif"), sizes=((32, 24),),
+                      requests=[parse_request("x2")], precisions=("int8",), batches=(1,), backends=("openvino",),
+                      frames=2, seconds=0.0, weights={"liif": liif_weights}, report=lines.append)
+    assert [(r.model, r.precision) for r in rows] == [("espcn", "int8")]
+
+
 def test_frame_gflop_follows_the_output_size():
     liif = [frame_gflop("liif", None, 64, 48, size=s) for s in ((96, 72), (128, 96), (256, 192), "384p")]
     assert liif == sorted(liif) and len(set(liif)) == 4  # the decoder works per output pixel

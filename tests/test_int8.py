@@ -165,15 +165,20 @@ def test_a_network_without_calibration_runs_fp32_and_says_so(model, part, caplog
         cached_onnx(variant, precision="int8")
 
 
-def test_weights_other_than_the_calibrated_ones_run_fp32_and_say_so(tmp_path, caplog):
+def _other_weights(variant, folder):
     from safetensors.numpy import load_file, save_file
 
-    variant = _variant("espcn_x2")
-    tensors = load_file(str(weights_path(variant.spec, 2)))
+    tensors = load_file(str(weights_path(variant.spec, variant.factor)))
     name = min(tensors)
     tensors[name] = tensors[name] * 1.01
-    mine = tmp_path / "mine.safetensors"
+    mine = folder / "mine.safetensors"
     save_file(tensors, str(mine))
+    return mine
+
+
+def test_weights_other_than_the_calibrated_ones_run_fp32_and_say_so(tmp_path, caplog):
+    variant = _variant("espcn_x2")
+    mine = _other_weights(variant, tmp_path)
     choice._notice.cache_clear()
     with caplog.at_level(logging.WARNING):
         backend = create_backend("onnxruntime", variant, device="cpu", precision="int8", weights=str(mine))
@@ -215,3 +220,47 @@ def test_a_run_in_int8_keeps_every_frame_and_reports_its_precision(backend, smal
     with av.open(str(tmp_path / "q.mp4")) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 12 and (frames[0].width, frames[0].height) == (2 * 64, 2 * 48)
+
+
+def test_auto_with_weights_of_ones_own_never_picks_int8(tmp_path, monkeypatch):
+    """auto chose int8 without knowing the weights, then the run fell back to fp32 (and said so
+    for a precision nobody asked for) where bf16 was allowed and faster."""
+    from streamsr import machine
+
+    variant = _variant("espcn_x2")
+    mine = _other_weights(variant, tmp_path)
+    monkeypatch.setattr(choice, "precision_loss", lambda v, p: 0.0)
+    monkeypatch.setattr(choice, "measured_speeds", lambda v, d, p, backend=None: [
+        choice.MeasuredSpeed(v.name, d, p, "openvino", {}, {"fp32": 10.0, "bf16": 20.0, "int8": 30.0}.get(p, 0.0))])
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
+    assert choice.auto_precision("auto", "cpu", variant) == "int8"
+    assert choice.auto_precision("auto", "cpu", variant, str(mine)) == "bf16"
+    assert choice.auto_precision("auto", "cpu", variant, str(weights_path(variant.spec, 2))) == "int8"
+
+
+def test_a_damaged_cached_fp32_graph_is_exported_again_for_int8(tmp_path, caplog):
+    variant = _variant("espcn_x2")
+    cache = GraphCache(tmp_path)
+    cached_onnx(variant, cache=cache)
+    fp32 = cache.path(GraphKey.make(variant))
+    fp32.write_bytes(fp32.read_bytes()[:200])  # still starts as a model does: read, then fails to parse
+    with caplog.at_level(logging.WARNING):
+        data, cached = cached_onnx(variant, precision="int8", cache=cache)
+    assert not cached and "could not be read" in caplog.text
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load_from_string(data).graph.node) == 3
+    onnx.load_from_string(fp32.read_bytes())  # repaired
+
+
+def test_quantizing_leaves_the_root_logger_as_it_was(monkeypatch):
+    """The quantizer's advice through logging.warning configured a stderr handler on a bare root
+    logger for good."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    variant = _variant("espcn_x2")
+    int8.quantize(cached_onnx(variant)[0], variant)
+    assert root.handlers == [] and not root.filters
+
+
+def test_int8_on_cuda_points_to_the_cpu():
+    runs, why = choice.precision_fallback("onnxruntime", "cuda", "int8")
+    assert runs == "fp32" and "int8 runs on the CPU: --device cpu" in why

@@ -177,3 +177,17 @@ def test_calls_from_several_threads_each_get_their_own_result():
         got = list(pool.map(backend.infer, inputs))
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_array_equal(g, e)
+
+
+def test_a_cpu_without_bf16_is_the_reason_given_for_the_networks_it_keeps_in_fp32(monkeypatch):
+    """The network's reason came first, and named PyTorch as the way to bf16 on a CPU where no
+    backend computes it."""
+    import streamsr.machine
+
+    liif = get_model("liif").variant(None)
+    runs, why = choice.precision_fallback("openvino", "cpu", "bf16", variant=liif, cpu_bf16=True)
+    assert runs == "fp32" and "runs liif in fp32: its query coordinates must stay float32" in why
+    assert "bf16 runs on --backend torch" in why
+    monkeypatch.setattr(streamsr.machine, "cpu_flags", lambda: frozenset({"avx2"}))
+    runs, why = choice.precision_fallback("openvino", "cpu", "bf16", variant=liif)
+    assert runs == "fp32" and "no bf16 instructions" in why and "--backend" not in why

@@ -126,16 +126,21 @@ class BackendBase:
         return getattr(config, "precision", "fp32")
 
     @classmethod
-    def computes(cls, variant: ModelVariant, precision: str) -> bool:
-        """Whether it computes ``variant`` in ``precision``, one of its declared precisions (a
-        backend may keep some networks in fp32: the run says so, see
-        :func:`~streamsr.backends.choice.resolve_precision`). int8 needs the network's shipped
-        calibration (:mod:`streamsr.backends.int8`)."""
+    def declines(cls, variant: ModelVariant, precision: str, weights: str | None = None) -> str | None:
+        """Why it does not compute ``variant`` (with ``weights``, a file; None: the shipped ones)
+        in ``precision``, one of its declared precisions, or None; the run then takes its first
+        precision and says why (:func:`~streamsr.backends.choice.resolve_precision`). int8 needs
+        the network's shipped calibration (:func:`streamsr.backends.int8.problem`)."""
         if precision == "int8":
-            from .int8 import calibrated
+            from .int8 import problem
 
-            return calibrated(variant)
-        return True
+            return problem(variant, weights)
+        return None
+
+    @classmethod
+    def computes(cls, variant: ModelVariant, precision: str) -> bool:
+        """Whether it computes ``variant`` with its shipped weights in ``precision`` (:meth:`declines`)."""
+        return cls.declines(variant, precision) is None
 
     def infer_tensor(self, x, extra: dict | None = None):
         raise ConfigError(f"the {self.name} backend works on host arrays, not device tensors")

@@ -8,8 +8,8 @@ takes the first backend available. A precision the backend, or the CPU, cannot r
 what it can, said once (:func:`resolve_precision`). ``--precision auto`` takes, on the CPU, the
 fastest measured precision that the shipped quality table :data:`QUALITY_TABLE` says loses at most
 0.1 dB against fp32 for the network (:func:`auto_precision`). There is no if/elif ladder over names or
-models: backends declare their precisions and which networks they compute in each
-(``Backend.computes``), speeds are data.
+models: backends declare their precisions and why they decline a network in one
+(``Backend.declines``), speeds are data.
 """
 
 from __future__ import annotations
@@ -151,23 +151,25 @@ def precision_loss(variant: ModelVariant | str, precision: str) -> float | None:
     return _losses(QUALITY_TABLE).get((name, precision))
 
 
-def auto_precision(name: str, device: str, variant: ModelVariant | str | None) -> str:
+def auto_precision(name: str, device: str, variant: ModelVariant | str | None, weights: str | None = None) -> str:
     """What ``--precision auto`` runs: on CUDA the device's default (fp16); on the CPU the
     precision whose fastest measured row (of the named backend, or of any available one under
     ``auto``) is fastest, among fp32 and those measured to lose at most :data:`AUTO_MAX_LOSS` dB
-    for this network that this CPU computes fast (bf16 needs AVX512-BF16/AMX, int8 VNNI/AMX). fp32
+    for this network, that the row's backend runs for it with ``weights`` (a file; None: the
+    shipped ones) and this CPU computes fast (bf16 needs AVX512-BF16/AMX, int8 VNNI/AMX). fp32
     when nothing is measured."""
     if device != "cpu" or variant is None:
         return default_precision(device)
-    from ..machine import cpu_runs_bf16, cpu_runs_int8
+    from ..machine import cpu_runs_int8
 
-    fast_here = {"bf16": cpu_runs_bf16, "int8": cpu_runs_int8}
+    network = variant if isinstance(variant, ModelVariant) else None
     allowed = ["fp32"] + [p for p in PRECISIONS if p != "fp32" and (loss := precision_loss(variant, p)) is not None
-                          and loss <= AUTO_MAX_LOSS and fast_here.get(p, lambda: True)()]
+                          and loss <= AUTO_MAX_LOSS and (p != "int8" or cpu_runs_int8())]
     best, fastest = "fp32", 0.0
     for precision in allowed:
         rows = [r for r in measured_speeds(variant, device, precision, backend=None if name == "auto" else name)
-                if _runs(r.backend, device, precision) and _BACKENDS[r.backend].cls.available(device)]
+                if _BACKENDS[r.backend].cls.available(device)
+                and _declined(r.backend, device, precision, network, weights, None) is None]
         if rows and rows[0].fps > fastest:
             best, fastest = precision, rows[0].fps
     return best
@@ -228,12 +230,31 @@ def _notice(text: str) -> None:
     log.warning("%s", text)
 
 
+def _declined(backend: str, device: str, precision: str, variant: ModelVariant | None, weights: str | None,
+              cpu_bf16: bool | None) -> str | None:
+    """Why ``backend`` does not run ``precision`` on ``device`` (for ``variant`` with ``weights``
+    when given), or None: the one test a run, ``--precision auto`` and the bench matrix share."""
+    cls = _BACKENDS[backend].cls
+    runs = cls.precisions.get(device, ("fp32",))
+    if precision not in runs:
+        return f"the {backend} backend runs {'/'.join(runs)} on the {device}, not {precision}"
+    if precision == "bf16" and device == "cpu":
+        from ..machine import cpu_runs_bf16
+
+        if not (cpu_runs_bf16() if cpu_bf16 is None else cpu_bf16):
+            return "this CPU has no bf16 instructions (AVX512-BF16 or AMX) and would emulate them"
+    if variant is not None and (why := cls.declines(variant, precision, weights)):
+        return f"the {backend} backend runs {variant.name} in {runs[0]}: {why}"
+    return None
+
+
 def precision_fallback(backend: str, device: str, precision: str, *, variant: ModelVariant | None = None,
                        weights: str | None = None, cpu_bf16: bool | None = None) -> tuple[str, str | None]:
     """(the precision ``backend`` runs for ``precision`` on ``device``, why it differs or None):
-    the one asked for when the backend runs it, computes ``variant`` in it (``Backend.computes``),
-    and, for bf16 on the CPU, the CPU computes it in hardware, and, for int8, the network and its
-    weights are calibrated; else the backend's first (fp32 on the CPU).
+    the one asked for when the backend runs it, the CPU computes it in hardware (bf16), and the
+    backend computes ``variant`` with ``weights`` in it (``Backend.declines``: int8 needs the
+    network's calibration); else the backend's first (fp32 on the CPU). The reason names the
+    backends, or the device, that would run it.
 
     Args:
         backend: a registered backend's name.
@@ -244,28 +265,16 @@ def precision_fallback(backend: str, device: str, precision: str, *, variant: Mo
         cpu_bf16: whether the CPU has bf16 instructions (None: this machine's, see
             :func:`streamsr.machine.cpu_runs_bf16`).
     """
-    cls = _BACKENDS[backend].cls
-    runs = cls.precisions.get(device, ("fp32",))
-    others = [n for n in sorted(_BACKENDS) if _runs(n, device, precision)
-              and (variant is None or _BACKENDS[n].cls.computes(variant, precision))]
-    elsewhere = f" ({precision} runs on --backend {' or '.join(others)})" if others else ""
-    if precision not in runs:
-        return runs[0], f"the {backend} backend runs {'/'.join(runs)} on the {device}, not {precision}{elsewhere}"
-    if variant is not None and precision == "int8":
-        from .export import GraphKey
-        from .int8 import calibration_problem
-
-        key = GraphKey.make(variant, precision, weights)
-        if why := calibration_problem(variant, key.weights if key else None):
-            return runs[0], why
-    if variant is not None and not cls.computes(variant, precision):
-        return runs[0], f"the {backend} backend runs {variant.name} in {runs[0]}{elsewhere}"
-    if precision == "bf16" and device == "cpu":
-        from ..machine import cpu_runs_bf16
-
-        if not (cpu_runs_bf16() if cpu_bf16 is None else cpu_bf16):
-            return "fp32", "this CPU has no bf16 instructions (AVX512-BF16 or AMX) and would emulate them"
-    return precision, None
+    why = _declined(backend, device, precision, variant, weights, cpu_bf16)
+    if why is None:
+        return precision, None
+    runs = _BACKENDS[backend].cls.precisions.get(device, ("fp32",))
+    others = [n for n in sorted(_BACKENDS) if n != backend and _declined(n, device, precision, variant, weights, cpu_bf16) is None]
+    if others:
+        why += f" ({precision} runs on --backend {' or '.join(others)})"
+    elif device == "cuda" and any(_declined(n, "cpu", precision, variant, weights, cpu_bf16) is None for n in _BACKENDS):
+        why += f" ({precision} runs on the CPU: --device cpu)"
+    return runs[0], why
 
 
 def resolve_precision(backend: str, device: str, precision: str | None, variant: ModelVariant | None = None,
@@ -322,10 +331,10 @@ def create_backend(
     device = resolve_device(device)
     if precision is not None and precision not in ("auto", *PRECISIONS):
         raise ConfigError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        precision = auto_precision(name, device, variant)
-    chosen = resolve_backend(name, device, variant, precision)
     weights = resolve_weights(variant.spec, variant.factor, weights)  # a shipped alternative's name -> its file
+    if precision == "auto":
+        precision = auto_precision(name, device, variant, weights)
+    chosen = resolve_backend(name, device, variant, precision)
     precision = resolve_precision(chosen, device, precision, variant, weights)
     if name != "auto":
         for other, opts in options.items():

@@ -355,18 +355,18 @@ def cached_onnx(
     cache = cache or GraphCache()
     key = GraphKey.make(variant, precision, weights)
     if precision == "int8":
-        from .int8 import calibration_problem
+        from .int8 import problem
 
-        if why := calibration_problem(variant, key.weights if key else None):
+        if why := problem(variant, weights):
             raise ConfigError(f"--precision int8: {why}")
     if key is not None and not refresh:
         data = cache.load(key)
         if data is not None:
             return data, True
     if precision == "int8":
-        from .int8 import quantize
+        from .int8 import quantized_graph
 
-        data = quantize(cached_onnx(variant, weights=weights, cache=cache, refresh=refresh)[0], variant)
+        data = quantized_graph(variant, weights, cache)
     else:
         data = export_onnx(variant, precision=precision, weights=weights, check=False)
     if key is not None:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 from ..errors import ExportError
 from ..models.registry import ModelVariant
 
-__all__ = ["RANGES_TABLE", "calibrated", "calibration_problem", "collect_ranges", "eligible", "quantize",
+__all__ = ["RANGES_TABLE", "calibrated", "collect_ranges", "eligible", "problem", "quantize", "quantized_graph",
            "quantized_tensors", "ranges_digest"]
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,19 @@ def calibrated(variant: ModelVariant | str) -> bool:
     return _entry(variant) is not None
 
 
-def calibration_problem(variant: ModelVariant, weights_digest: str | None) -> str | None:
-    """Why ``variant`` with weights of ``weights_digest`` (sha256[:16], see
-    :class:`~streamsr.backends.export.GraphKey`) cannot run in int8, or None."""
+def problem(variant: ModelVariant, weights: str | Path | None = None) -> str | None:
+    """Why ``variant`` with ``weights`` (a file; None: the shipped ones) cannot run in int8, or
+    None: the one check a run, the graph cache and the backends share."""
     entry = _entry(variant)
     if entry is None:
         networks = ", ".join(sorted(_table(RANGES_TABLE))) or "none"
         return f"{variant.name} has no int8 calibration (calibrated: {networks})"
-    if weights_digest is not None and entry["weights"] != weights_digest:
-        return f"the int8 calibration of {variant.name} is for its shipped weights, not these"
+    if weights is not None:
+        from .export import GraphKey
+
+        key = GraphKey.make(variant, "fp32", weights)  # None: unreadable, which loading reports
+        if key is not None and key.weights != entry["weights"]:
+            return f"the int8 calibration of {variant.name} is for its shipped weights, not these"
     return None
 
 
@@ -123,6 +128,25 @@ def collect_ranges(fp32: bytes, feeds: Iterable[Mapping[str, np.ndarray]]) -> di
     return {n: [lo[n], hi[n]] for n in names}
 
 
+def quantized_graph(variant: ModelVariant, weights: str | Path | None, cache) -> bytes:
+    """``variant``'s int8 graph, quantized from its fp32 graph in ``cache`` (a
+    :class:`~streamsr.backends.export.GraphCache`; exported there when missing); a cached fp32
+    graph that cannot be read (damaged after it was written) is exported again, said once."""
+    from .export import cached_onnx
+
+    fp32, cached = cached_onnx(variant, weights=weights, cache=cache)
+    try:
+        return quantize(fp32, variant)
+    except ExportError:  # the calibration does not fit the graph: exporting again cannot help
+        raise
+    except Exception as exc:  # a protobuf decode error, or the quantizer's, on a damaged graph
+        if not cached:
+            raise
+        log.warning("the cached ONNX graph of %s could not be read (%s); exporting it again",
+                    variant.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return quantize(cached_onnx(variant, weights=weights, cache=cache, refresh=True)[0], variant)
+
+
 def quantize(fp32: bytes, variant: ModelVariant, ranges: Mapping[str, list[float]] | None = None) -> bytes:
     """``variant``'s fp32 graph quantized with ``ranges`` (default: its shipped ones).
 
@@ -145,12 +169,25 @@ def quantize(fp32: bytes, variant: ModelVariant, ranges: Mapping[str, list[float
                           "graph: calibrate it again (python tools/calibrate_int8.py)")
     # The ranges override what the calibrator sees, so it runs once on a small blank input.
     blank = {i.name: np.zeros((1, i.channels, 8, 8), np.float32) for i in variant.inputs}
-    quiet = _NoAdvice()
-    logging.getLogger().addFilter(quiet)  # the quantizer advises pre-processing on the root logger
-    try:
-        return _quantize_static(fp32, names, left, ranges, blank)
-    finally:
-        logging.getLogger().removeFilter(quiet)
+    # The quantizer advises pre-processing through the root logger, which configures a stderr
+    # handler for good when the root has none: it gets a do-nothing handler meanwhile, and a
+    # filter drops the advice where the application has handlers of its own.
+    root, quiet, spare = logging.getLogger(), _NoAdvice(), logging.NullHandler()
+    with _QUANTIZING:
+        bare = not root.handlers
+        root.addFilter(quiet)
+        if bare:
+            root.addHandler(spare)
+        try:
+            return _quantize_static(fp32, names, left, ranges, blank)
+        finally:
+            root.removeFilter(quiet)
+            if bare:
+                root.removeHandler(spare)
+
+
+#: one quantization at a time (the root logger's filter and handler are shared)
+_QUANTIZING = threading.Lock()
 
 
 class _NoAdvice(logging.Filter):

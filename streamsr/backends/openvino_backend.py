@@ -77,14 +77,14 @@ class OpenVinoBackend(BackendBase):
         self._lock = threading.Lock()
 
     @classmethod
-    def computes(cls, variant: ModelVariant, precision: str) -> bool:
-        """fp32, int8 for the calibrated networks, and bf16 for networks without inputs that must
-        stay float32 (the any-scale networks' query coordinates): OpenVINO's bf16 hint covers the
-        whole graph, and coordinates rounded to bf16 fetch the wrong feature pixels (LIIF, LTE:
-        17 dB from fp32), where PyTorch keeps those inputs float32."""
-        if precision == "bf16":
-            return not any(i.full_precision for i in variant.inputs[1:])
-        return super().computes(variant, precision)
+    def declines(cls, variant: ModelVariant, precision: str, weights: str | None = None) -> str | None:
+        """bf16 for networks with inputs that must stay float32 (the any-scale networks' query
+        coordinates): OpenVINO's bf16 hint covers the whole graph, and coordinates rounded to bf16
+        fetch the wrong feature pixels (LIIF, LTE: 17 dB from fp32), where PyTorch keeps those
+        inputs float32; int8 as every backend (calibrated networks)."""
+        if precision == "bf16" and any(i.full_precision for i in variant.inputs[1:]):
+            return "its query coordinates must stay float32, and OpenVINO's bf16 covers the whole graph"
+        return super().declines(variant, precision, weights)
 
     @classmethod
     def available(cls, device: str) -> bool:
