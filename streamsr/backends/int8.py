@@ -27,8 +27,8 @@ import numpy as np
 from ..errors import ExportError
 from ..models.registry import ModelVariant
 
-__all__ = ["RANGES_TABLE", "calibrated", "collect_ranges", "eligible", "problem", "quantize", "quantized_graph",
-           "quantized_tensors", "ranges_digest"]
+__all__ = ["RANGES_TABLE", "collect_ranges", "eligible", "problem", "quantize", "quantized_graph", "quantized_tensors",
+           "ranges_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,6 @@ def eligible(variant: ModelVariant) -> bool:
     measured); the any-scale networks' query coordinates must stay float32."""
     return (variant.spec.learned and variant.factor is not None and variant.part is None
             and all(i.grid == "lr" for i in variant.inputs))
-
-
-def calibrated(variant: ModelVariant | str) -> bool:
-    """Whether ``variant`` has shipped int8 ranges (for its shipped weights)."""
-    return _entry(variant) is not None
 
 
 def problem(variant: ModelVariant, weights: str | Path | None = None) -> str | None:
