@@ -5,10 +5,11 @@ LR patches of the training images by ``tools/calibrate_int8.py`` and shipped in
 fp32 one (:func:`~streamsr.backends.export.cached_onnx`), so a run quantizes once.
 
 Only convolutions are quantized, and only their inputs: every convolution (but one reading
-degradation maps joined to the image) reads 8-bit data and weights, and its output stays float, so the activation after it, a residual add and the pixel
-shuffle see float. Measured on ESPCN x2 (BENCHMARKS.md): quantizing the outputs too lost 0.44 dB
-(an 8-bit tanh input) and OpenVINO mishandled the first convolution's quantized output (27 dB);
-inputs only lose 0.05 dB. The image input's range is [0, 1]: 8-bit frames are quantized exactly.
+degradation maps joined to the image) reads 8-bit data and weights, and its output stays float, so
+the activation after it, a residual add and the pixel shuffle see float. Measured on ESPCN x2
+(BENCHMARKS.md): quantizing the outputs too lost 0.44 dB, and OpenVINO mishandled the first
+convolution's quantized output (27 dB); inputs only lose 0.05 dB. The image input's range is
+[0, 1]: 8-bit frames are quantized exactly.
 """
 
 from __future__ import annotations
