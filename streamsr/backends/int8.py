@@ -68,10 +68,10 @@ def problem(variant: ModelVariant, weights: str | Path | None = None) -> str | N
         networks = ", ".join(sorted(_table(RANGES_TABLE))) or "none"
         return f"{variant.name} has no int8 calibration (calibrated: {networks})"
     if weights is not None:
-        from .export import GraphKey
+        from .export import _weights_digest
 
-        key = GraphKey.make(variant, "fp32", weights)  # None: unreadable, which loading reports
-        if key is not None and key.weights != entry["weights"]:
+        digest = _weights_digest(variant, weights)  # None: unreadable, which loading reports
+        if digest is not None and digest != entry["weights"]:
             return f"the int8 calibration of {variant.name} is for its shipped weights, not these"
     return None
 
