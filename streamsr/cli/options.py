@@ -68,7 +68,7 @@ inference_options = _stack(
                       "(2-5x faster there, see MODELS.md for the quality); else fp32, said once. auto: the "
                       "fastest measured for the network that loses at most 0.1 dB against fp32."),
     click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                 help="Your own .safetensors weights, or the name of shipped alternative weights (IRN x2: codec, "
+                 help="Your own .safetensors weights, or the name of shipped alternative weights (IRN x2 and x4: codec, "
                       "trained through libx264 for a lossy link)."),
     click.option("--tile", type=int, default=None, help="Run frames larger than this (LR px a side) tile by tile."),
     click.option("--tile-overlap", type=int, default=None, help="LR pixels neighbouring tiles share (default 16)."),
