@@ -235,13 +235,18 @@ class TileReuse:
 
     def _changed(self, windows: np.ndarray) -> np.ndarray:
         """Per tile: whether a block of its window moved beyond the noise since it was computed."""
+        p, n, channels = self.policy, len(windows), windows.shape[1]
         diff = windows - self._refs
-        shift = np.abs(block_means(diff.mean(axis=1)))  # noise averages out; a moving object does not
-        spread = block_means(np.abs(diff).mean(axis=1))  # a texture change of zero mean
-        p, n = self.policy, len(windows)
+        # channel means as sums scaled once (numpy's mean over an axis is several times slower)
+        shift = np.abs(block_means(diff.sum(axis=1))) / channels  # noise averages out; a moving object does not
         t_shift = max(p.floor, p.sensitivity * self._noise[0])
+        changed = shift.reshape(n, -1).max(axis=1) > t_shift
+        if changed.mean() > p.scene_cut:
+            return changed  # a cut or a pan: the spread cannot make it less of one, and it teaches no noise
+        np.abs(diff, out=diff)
+        spread = block_means(diff.sum(axis=1)) / channels  # a texture change of zero mean
         t_spread = max(p.spread_floor, p.spread_sensitivity * self._noise[1])
-        changed = (shift.reshape(n, -1).max(axis=1) > t_shift) | (spread.reshape(n, -1).max(axis=1) > t_spread)
+        changed |= spread.reshape(n, -1).max(axis=1) > t_spread
         if changed.mean() <= p.scene_cut:
             # learn the camera's noise from frames that are mostly static (their lower quartile of
             # blocks); never from a cut or a pan, which would raise the bar until motion is missed
