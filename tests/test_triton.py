@@ -290,6 +290,49 @@ def test_http_protocol_gives_the_same_frames(server):
         backend.close()
 
 
+def test_a_region_the_server_still_holds_is_unregistered_again(monkeypatch, caplog):
+    """Triton refuses to unregister a region a request it has answered still holds ("currently in
+    use"); close asks again (no wall clock: the waits are recorded), where it used to give up
+    silently and leave the region mapped on the server."""
+    from streamsr.backends import triton_client
+    from streamsr.backends.triton_client import SharedRegion
+
+    class Conn:
+        url = "localhost:8001"
+
+        def __init__(self, refusals):
+            self.refusals, self.calls = refusals, []
+
+        def call(self, method, name):
+            self.calls.append((method, name))
+            if len(self.calls) <= self.refusals:
+                raise RuntimeError(f"[StatusCode.INTERNAL] Cannot unregister shared memory region '{name}', "
+                                   "it is currently in use.")
+
+    waits = []
+    monkeypatch.setattr(triton_client.time, "sleep", waits.append)
+    for refusals, calls in ((0, 1), (3, 4), (99, triton_client._UNREGISTER_TRIES)):
+        region = object.__new__(SharedRegion)
+        region.conn, region.kind, region.name = Conn(refusals), "system", "streamsr_1_2_output"
+        waits.clear()
+        with caplog.at_level("WARNING", logger="streamsr"):
+            caplog.clear()
+            region._unregister()
+        assert region.conn.calls == [("unregister_system_shared_memory", "streamsr_1_2_output")] * calls
+        assert len(waits) == min(refusals, calls - 1) and all(0 < w <= 0.5 for w in waits)
+        assert ("still holds shared memory" in caplog.text) == (refusals >= calls)
+
+    class Gone(Conn):
+        def call(self, method, name):
+            self.calls.append((method, name))
+            raise RuntimeError("Unable to find system shared memory region: 'streamsr_1_2_output'")
+
+    region = object.__new__(SharedRegion)
+    region.conn, region.kind, region.name = Gone(0), "system", "streamsr_1_2_output"
+    region._unregister()  # not registered there: nothing to wait for
+    assert len(region.conn.calls) == 1
+
+
 def test_shared_memory_used_when_local(server):
     import tritonclient.grpc as grpcclient
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
@@ -23,6 +24,10 @@ log = logging.getLogger("streamsr")
 #: gRPC statuses (and HTTP/transport failures) worth sending a request again for
 _RETRY = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "ABORTED", "Deadline",
           "shared memory", "Socket closed", "Connection", "connect", "503", "not ready")
+
+
+#: times a region the server says is in use is asked to be unregistered (about 2 s of waits in all)
+_UNREGISTER_TRIES = 10
 
 
 def status_of(exc: BaseException) -> str:
@@ -156,10 +161,20 @@ class SharedRegion:
         self.register()
 
     def _unregister(self) -> None:
-        try:
-            self.conn.call(f"unregister_{self.kind}_shared_memory", self.name)
-        except Exception:  # noqa: BLE001 -- not registered there (any more): the server forgot or is gone
-            log.debug("shared memory %s was not registered", self.name)
+        """Unregister it; a region the server still holds for a request it has answered (but not yet
+        let go of) is asked again, briefly: given up silently, the server would keep it mapped."""
+        for attempt in range(_UNREGISTER_TRIES):
+            try:
+                self.conn.call(f"unregister_{self.kind}_shared_memory", self.name)
+                return
+            except Exception as exc:  # noqa: BLE001 -- not registered there (any more): the server forgot or is gone
+                if "in use" not in str(exc):
+                    log.debug("shared memory %s was not registered", self.name)
+                    return
+                if attempt + 1 < _UNREGISTER_TRIES:
+                    time.sleep(min(0.5, 0.01 * 2**attempt))
+        log.warning("the Triton server at %s still holds shared memory %s; it keeps it mapped until it restarts",
+                    self.conn.url, self.name)
 
     def register(self) -> None:
         """Register it (again: a restarted server forgot it)."""
