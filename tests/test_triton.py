@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -310,7 +311,7 @@ def test_a_region_the_server_still_holds_is_unregistered_again(monkeypatch, capl
                                    "it is currently in use.")
 
     waits = []
-    monkeypatch.setattr(triton_client.time, "sleep", waits.append)
+    monkeypatch.setattr(triton_client, "time", SimpleNamespace(sleep=waits.append))  # this module's waits only
     for refusals, calls in ((0, 1), (3, 4), (99, triton_client._UNREGISTER_TRIES)):
         region = object.__new__(SharedRegion)
         region.conn, region.kind, region.name = Conn(refusals), "system", "streamsr_1_2_output"
@@ -331,6 +332,14 @@ def test_a_region_the_server_still_holds_is_unregistered_again(monkeypatch, capl
     region.conn, region.kind, region.name = Gone(0), "system", "streamsr_1_2_output"
     region._unregister()  # not registered there: nothing to wait for
     assert len(region.conn.calls) == 1
+
+    # registering again (after a failed request) finds it still held: still registered, nothing to
+    # wait for and nothing to register
+    region = object.__new__(SharedRegion)
+    region.conn, region.kind, region.name = Conn(1), "system", "streamsr_1_2_output"
+    waits.clear()
+    region.register()
+    assert region.conn.calls == [("unregister_system_shared_memory", "streamsr_1_2_output")] and not waits
 
 
 def test_shared_memory_used_when_local(server):

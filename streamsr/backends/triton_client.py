@@ -160,25 +160,30 @@ class SharedRegion:
         self.shm = shm
         self.register()
 
-    def _unregister(self) -> None:
-        """Unregister it; a region the server still holds for a request it has answered (but not yet
-        let go of) is asked again, briefly: given up silently, the server would keep it mapped."""
-        for attempt in range(_UNREGISTER_TRIES):
+    def _unregister(self, wait: bool = True) -> bool:
+        """Unregister it. Returns False while the server still holds it for a request it has
+        answered but not yet let go of ("in use": still registered, still valid); with ``wait``
+        it is asked again, briefly, first: given up silently, the server would keep it mapped."""
+        tries = _UNREGISTER_TRIES if wait else 1
+        for attempt in range(tries):
             try:
                 self.conn.call(f"unregister_{self.kind}_shared_memory", self.name)
-                return
+                return True
             except Exception as exc:  # noqa: BLE001 -- not registered there (any more): the server forgot or is gone
-                if "in use" not in str(exc):
+                if "currently in use" not in str(exc):
                     log.debug("shared memory %s was not registered", self.name)
-                    return
-                if attempt + 1 < _UNREGISTER_TRIES:
+                    return True
+                if attempt + 1 < tries:
                     time.sleep(min(0.5, 0.01 * 2**attempt))
-        log.warning("the Triton server at %s still holds shared memory %s; it keeps it mapped until it restarts",
-                    self.conn.url, self.name)
+        if wait:
+            log.warning("the Triton server at %s still holds shared memory %s; it keeps it mapped until it "
+                        "restarts", self.conn.url, self.name)
+        return False
 
     def register(self) -> None:
-        """Register it (again: a restarted server forgot it)."""
-        self._unregister()
+        """Register it (again: a restarted server forgot it; one that still holds it has it)."""
+        if not self._unregister(wait=False):
+            return
         if self.kind == "system":
             self.conn.call("register_system_shared_memory", self.name, "/" + self.name, self.size)
         else:
