@@ -301,8 +301,8 @@ def test_codec_weights_restore_more_through_libx264_and_keep_the_lr_watchable():
 @pytest.mark.skipif(not (OPENCV_DATA / "building.jpg").exists(), reason="opencv-doc not installed (CI installs it)")
 def test_x4_codec_weights_restore_more_on_a_thin_link():
     """x4 `--weights codec` (trained through libx264 with a heavier rate term) on short pans over
-    validation photos through libx264 at crf 33, a thin link: no more bits than the default pair
-    and more restored; its LR stays watchable (MODELS.md has the clips' tables and where it loses:
+    validation photos through libx264 at crf 33, a thin link: about the default pair's bits and
+    more restored; its LR stays watchable (MODELS.md has the clips' tables and where it loses:
     crf 18-23 on these small crops)."""
     from streamsr.degradation.codec import codec_round_trip
     from streamsr.evaluate import ModuleBackend, Upscaler, load_rgb
@@ -324,6 +324,7 @@ def test_x4_codec_weights_restore_more_on_a_thin_link():
             bits[weights] += sent.bits
             scores += [psnr_y(up(f), hr, 4) for f, hr in zip(sent.frames, pan)]
         restored[weights], lr_psnr[weights] = np.mean(scores), np.mean(lr_scores)
-    assert bits["codec"] <= bits[None], bits  # measured: 26,840 against 26,944 bits
+    # measured: 0.3-0.5 % fewer bits (26,840-26,864 against 26,944-26,984; x264's threads move it)
+    assert bits["codec"] < 1.02 * bits[None], bits
     assert restored["codec"] - restored[None] > 0.15, restored  # measured: +0.26 dB (23.54 against 23.28)
     assert lr_psnr["codec"] > SHIPPED_LR[4], lr_psnr
