@@ -100,13 +100,14 @@ def from_planar(chw: np.ndarray, pix_fmt: str, colour: ColourTags, size: tuple[i
     _, h, w = chw.shape
     gbr = av.VideoFrame(w, h, "gbrp")
     rows = max(1, _BAND // w)
-    band = np.empty((min(rows, h), w), np.float32)
+    band = np.empty((min(rows, h), w), np.result_type(chw.dtype, np.float32))  # float64 stays float64
+    scale, half = band.dtype.type(255.0), band.dtype.type(0.5)  # float16 computes in float32, float64 in float64
     for channel, plane in zip(_GBR, gbr.planes, strict=True):
         dst = _rows(plane, h, w)
         for y in range(0, h, rows):
             b = band[: min(rows, h - y)]
-            np.multiply(chw[channel, y : y + rows], np.float32(255.0), out=b)
-            b += np.float32(0.5)
+            np.multiply(chw[channel, y : y + rows], scale, out=b)
+            b += half
             np.clip(b, 0, 255, out=b)
             np.copyto(dst[y : y + rows], b, casting="unsafe")
     return _from_full_range(gbr, pix_fmt, colour, size)

@@ -234,7 +234,9 @@ class TileReuse:
         return any(abs(v - self._told.get(k, v)) > 1e-3 + 0.05 * abs(self._told.get(k, v)) for k, v in told.items())
 
     def _changed(self, windows: np.ndarray) -> np.ndarray:
-        """Per tile: whether a block of its window moved beyond the noise since it was computed."""
+        """Per tile: whether a block of its window moved beyond the noise since it was computed. On a
+        frame that the shift alone makes a cut, tiles that changed only in spread are left unmarked:
+        the whole frame runs."""
         p, n, channels = self.policy, len(windows), windows.shape[1]
         diff = windows - self._refs
         # channel means as sums scaled once (numpy's mean over an axis is several times slower)
