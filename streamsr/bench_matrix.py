@@ -154,8 +154,8 @@ def run_matrix(
                     continue
                 config, untrained = with_weights(config, variant, tmp)
                 gflop = network_gflop(variant, geometry.in_size, geometry.net_size)
+                file = resolve_weights(variant.spec, variant.factor, config.weights)
                 for name, precision, batch in itertools.product(names, precisions, batches):
-                    file = resolve_weights(variant.spec, variant.factor, config.weights)
                     if precision_fallback(name, device, precision, variant=variant, weights=file)[1]:
                         continue  # the backend, this CPU, or the network (int8: its calibration) does not run it
                     cell = dataclasses.replace(config, backend=name, precision=precision, batch_size=batch)

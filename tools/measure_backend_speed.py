@@ -4,7 +4,7 @@ CPU) reads: ``streamsr/data/backend_speed.json``.
 
 Each network is loaded once per setting (ONNX Runtime; PyTorch with channels_last off and on, in
 fp32 and, on a CPU that computes it, bf16; OpenVINO in fp32 and bf16, the latter not for networks
-it runs in fp32 anyway, see ``Backend.computes``; ONNX Runtime and OpenVINO in int8 for the
+it runs in fp32 anyway, see ``Backend.declines``; ONNX Runtime and OpenVINO in int8 for the
 networks with int8 calibration);
 then every setting is timed once per round, in rotating order, for several rounds, so that load
 from other processes on a shared machine falls on all of them alike. The table's ``fps`` is each
@@ -58,10 +58,9 @@ SETTINGS = (
 def settings(variant):
     """The settings this machine can measure for ``variant``: bf16 where the CPU computes it, and
     each precision where the backend computes the network in it."""
-    from streamsr.backends import get_backend_class
-    from streamsr.machine import cpu_runs_bf16
+    from streamsr.backends.choice import precision_fallback
 
-    return [s for s in SETTINGS if (s[2] != "bf16" or cpu_runs_bf16()) and get_backend_class(s[0]).computes(variant, s[2])]
+    return [s for s in SETTINGS if precision_fallback(s[0], "cpu", s[2], variant=variant)[1] is None]
 
 
 def variants(models):
