@@ -310,6 +310,31 @@ def test_live_timestamps_follow_the_stream_clock_through_bursts_and_regap_after_
     assert np.allclose(np.diff(times[200:]), 0.04, atol=1e-4)
 
 
+@pytest.mark.parametrize("ppm", [+1000, -1000])
+def test_live_timestamps_follow_a_camera_clock_that_drifts_without_gaps_or_squeezes(ppm):
+    """A camera's clock runs faster or slower than this machine's (tens to hundreds of ppm; 1,000
+    here, so that the offset a day at 100 ppm builds comes in hours of stream): frames arriving
+    steadily must stay about a frame apart, with no fake gap (a slow clock once 5 s behind) and no
+    frames stamped a tick apart (a fast clock re-anchored once 30 s ahead)."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from streamsr.frames import Frame, VideoInfo
+    from streamsr.io.live import LiveSource
+
+    src = LiveSource("rtsp://cam/s")
+    src.info = VideoInfo(width=8, height=8, time_base=Fraction(1, 90000), frame_rate=Fraction(25), frame_count=None,
+                         codec="h264", pix_fmt="yuv420p", colour=None, duration=None)
+    image, tb, anchor, pts = SimpleNamespace(width=8, height=8), Fraction(1, 25), None, []
+    rate = 1 + ppm * 1e-6  # camera seconds per second here
+    for i in range(25 * 40_000):  # 11 h of stream: 40 s of offset at 1,000 ppm
+        frame, anchor = src._retime(Frame(i, i, tb, image, None, 1000.0 + i * 0.04 / rate), anchor)
+        pts.append(frame.pts)
+    gaps = np.diff(pts) / 90000
+    assert gaps.min() > 0.039 and gaps.max() < 0.041, (gaps.min(), gaps.max())
+    assert abs((pts[-1] - pts[0]) / 90000 - (len(pts) - 1) * 0.04 / rate) < 1.0  # the local clock's length
+
+
 def test_live_decoding_holds_no_frame_back(tmp_path):
     """Frame threading holds each frame back by about its thread count; live inputs decode with
     slice threading, so a camera's frame comes out with its own packet."""

@@ -3,7 +3,7 @@ that stay monotonic and follow capture time across gaps.
 
 Output timestamps are in 1/90000 s from the first frame of the run. Within one connection they
 follow the stream's own pts (the camera's capture clock) anchored to the local clock at the
-connection's first frame; after a reconnect the new anchor is the local clock, so a 10-second
+connection's first frame, the anchor following the camera clock's drift from this one; after a reconnect the new anchor is the local clock, so a 10-second
 outage shows as a 10-second gap in the recording, never as a jump back.
 
 Audio (a camera's microphone) is passed through as packets retimed onto the same clock with the
@@ -15,6 +15,7 @@ skipped. The output's audio streams are those of the first connection.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -42,9 +43,45 @@ WARN_EVERY = 10.0
 _AHEAD_S = 30.0
 
 
-def _local_time(stream_t: float, anchor: tuple[float, float]) -> float:
-    """Local-clock seconds of stream time ``stream_t`` under ``anchor`` (stream s, local s)."""
-    return anchor[1] + (stream_t - anchor[0])
+#: a camera's clock drifts from this machine's (cheap crystals: tens to hundreds of ppm), so the
+#: offset between the two, fixed at a connection's first frame, would grow by seconds a day until
+#: it passed a limit above and made a fake gap or a jump back. The anchor follows the drift: every
+#: _DRIFT_WINDOW_S of stream time it takes the least delay its frames arrived with (bursts and
+#: jitter only ever add delay), and moves toward where that went at most _SLEW seconds per
+#: second of stream time (twice the worst drift of a camera clock), so frames stay their own
+#: interval apart within 0.2 %.
+_DRIFT_WINDOW_S = 30.0
+_SLEW = 0.002
+
+
+class _Anchor:
+    """A connection's stream time on this machine's clock: from its first frame (stream
+    ``stream_t`` arrived at ``now``), then following the stream clock's drift (:data:`_SLEW`)."""
+
+    def __init__(self, stream_t: float, now: float):
+        self.offset = self._target = now - stream_t  # local seconds minus stream seconds
+        self._base = self.offset
+        self._reference: float | None = None  # least delay of the first window
+        self._window = (stream_t, math.inf)  # (start, least delay so far)
+        self._last = stream_t
+
+    def local(self, stream_t: float) -> float:
+        """Local-clock seconds of stream time ``stream_t``."""
+        return stream_t + self.offset
+
+    def follow(self, stream_t: float, now: float) -> None:
+        """Take one more frame's arrival into the drift estimate and slew toward it."""
+        start, least = self._window
+        least = min(least, now - stream_t)
+        if stream_t - start >= _DRIFT_WINDOW_S:
+            if self._reference is None:
+                self._reference = least
+            self._target = self._base + (least - self._reference)
+            start, least = stream_t, math.inf
+        self._window = (start, least)
+        room = _SLEW * max(stream_t - self._last, 0.0)
+        self.offset += min(max(self._target - self.offset, -room), room)
+        self._last = stream_t
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,7 +263,7 @@ class LiveSource:
     def __iter__(self) -> Iterator[Frame | PassThrough]:
         while not self.stop_event.is_set():
             session = self._session
-            anchor: tuple[float, float] | None = None  # (stream seconds, local seconds)
+            anchor: _Anchor | None = None
             failure: str | None = None
             try:
                 for item in session:
@@ -267,7 +304,7 @@ class LiveSource:
         if item.stream_index not in self._audio_ids:
             return None  # a stream the first connection did not have: the output has no place for it
         tb = packet.time_base
-        pts = round((_local_time(float(packet.pts * tb), anchor) - self._t0) / tb)
+        pts = round((anchor.local(float(packet.pts * tb)) - self._t0) / tb)
         if pts < 0:
             return None
         last = self._audio_last.get(item.stream_index)
@@ -280,9 +317,11 @@ class LiveSource:
     def _retime(self, item: Frame, anchor):
         now = item.arrival
         stream_t = float(item.pts * item.time_base)
-        if anchor is None or not -_REANCHOR_S <= _local_time(stream_t, anchor) - now <= _AHEAD_S:
-            anchor = (stream_t, now)
-        t = _local_time(stream_t, anchor)
+        if anchor is None or not -_REANCHOR_S <= anchor.local(stream_t) - now <= _AHEAD_S:
+            anchor = _Anchor(stream_t, now)
+        else:
+            anchor.follow(stream_t, now)
+        t = anchor.local(stream_t)
         if self._t0 is None:
             self._t0 = t
         pts = max(round((t - self._t0) * 90000), self._last_pts + 1)
