@@ -7,7 +7,9 @@ from pathlib import PurePosixPath
 
 __all__ = ["is_hls", "is_live_input", "is_url", "mask_credentials", "url_scheme"]
 
-_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]+@")  # greedy: a raw '@' in a password
+#: greedy: a raw '@' in a password; a "'" is legal there too (RFC 3986), so only '/', '"' and
+#: white space end the credentials (a quoted URL in FFmpeg's words ends at a '/' or a space first)
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s\"]+@")
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}
 
 

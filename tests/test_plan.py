@@ -252,8 +252,10 @@ def test_memory_bound_tiles_large_frames_and_refuses_what_cannot_fit():
 
     assert parse_bytes("8G") == 8 << 30 and parse_bytes("512M") == 512 << 20 and parse_bytes(1000) == 1000
     assert parse_bytes("1.5GiB") == int(1.5 * 2**30)
-    with pytest.raises(ConfigError, match="like 8G"):
-        parse_bytes("lots")
+    assert parse_bytes(".5G") == 1 << 29 and parse_bytes("2.G") == 2 << 30
+    for bad in ("lots", "1.2.3G", ".", "1..5M"):  # a number float() refuses was a traceback
+        with pytest.raises(ConfigError, match="like 8G"):
+            parse_bytes(bad)
     file = plan_source(RunConfig(), "in.mp4", NO_GPU)
     machine = Machine(memory=24 << 30)  # half of it is the automatic bound
     small = plan_run(RunConfig(model="udvd"), INFO, "o.mp4", file, HOST, machine)

@@ -42,6 +42,49 @@ def test_unknown_protocol_is_refused_up_front(tmp_path):
         check_protocol("nosuch://host/x", output=False)
     check_protocol("rtsp://host/cam", output=False)  # RTSP is a format in FFmpeg, not a protocol
     check_protocol(str(tmp_path / "a.mp4"), output=True)
+    for url in ("RTSP://host/cam", "Udp://127.0.0.1:9", "FILE:///tmp/a.mp4"):  # FFmpeg: "Protocol not found"
+        with pytest.raises(ConfigError, match="scheme in lower case"):
+            check_protocol(url, output=False)
+
+
+def test_a_password_with_a_quote_is_masked():
+    from streamsr.urls import mask_credentials
+
+    assert mask_credentials("rtsp://viewer:it's-ok@10.0.0.5/cam") == "rtsp://***@10.0.0.5/cam"
+    said = mask_credentials("cannot open 'rtsp://admin:it's@10.0.0.5/s1' (401); see 'rtsp://cam/s2' and 'a@b'")
+    assert said == "cannot open 'rtsp://***@10.0.0.5/s1' (401); see 'rtsp://cam/s2' and 'a@b'"
+
+
+def test_reconnecting_tries_once_more_at_the_wait_limit(monkeypatch):
+    """--reconnect-max-wait 6 with backoff 1, 2, 4 s: tries at 0, 1, 3 and 6 s (not giving up at 3
+    because the next pause would pass 6), so a camera back within the limit is taken."""
+    from types import SimpleNamespace
+
+    from streamsr.errors import MediaError
+    from streamsr.io import live
+
+    clock = [0.0]
+    monkeypatch.setattr(live, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    tries = []
+
+    def run(back_at):
+        src = live.LiveSource("rtsp://cam/s", live.LiveConfig(reconnect_max_wait=6.0, backoff_initial=1.0, backoff_max=10.0))
+        src.stop_event = SimpleNamespace(wait=lambda s: clock.__setitem__(0, clock[0] + s) or False, is_set=lambda: False)
+
+        def open_():
+            tries.append(clock[0])
+            if clock[0] < back_at:
+                raise MediaError("connection refused")
+            return "session"
+        src._open = open_
+        clock[0] = 0.0
+        tries.clear()
+        return src._connect()
+
+    with pytest.raises(MediaError, match="no stream for 6s"):
+        run(back_at=100)
+    assert tries == [0.0, 1.0, 3.0, 6.0]
+    assert run(back_at=5.0) == "session" and tries == [0.0, 1.0, 3.0, 6.0]
 
 
 @pytest.mark.skipif("srt" in (ffmpeg_protocols(False) or ()), reason="this FFmpeg has SRT")

@@ -155,6 +155,7 @@ class LiveSource:
         self.resized_frames = 0
         self._errors_before = 0
         self._corrupt_before = 0
+        self._decode_error_before: str | None = None  # FFmpeg's last words on an earlier connection
         self._session: Source | None = None
         self.info: VideoInfo | None = None
         self.audio_streams: list = []
@@ -179,7 +180,7 @@ class LiveSource:
     @property
     def last_decode_error(self) -> str | None:
         """FFmpeg's words for the latest decode problem."""
-        return self._session.last_decode_error if self._session else None
+        return (self._session.last_decode_error if self._session else None) or self._decode_error_before
 
     def _options(self) -> dict[str, str]:
         options = {"fflags": "nobuffer"}  # don't hold packets back while probing: lower latency
@@ -214,11 +215,13 @@ class LiveSource:
                     raise
             limit = self.config.reconnect_max_wait
             waited = time.monotonic() - started
-            if limit and waited + pause > limit:
+            if limit and waited >= limit:
                 raise MediaError(
                     f"{self.name}: no stream for {waited:.0f}s (limit --reconnect-max-wait {limit:g}s); "
                     f"last error: {self.last_error}"
                 )
+            if limit:  # the last try comes at the limit, not a backoff pause before it
+                pause = min(pause, limit - waited)
             self._warn_retry(pause)
             if self.stop_event.wait(pause):
                 return None
@@ -250,6 +253,7 @@ class LiveSource:
         if self._session is not None:
             self._errors_before += self._session.decode_errors
             self._corrupt_before += self._session.corrupt_frames
+            self._decode_error_before = self._session.last_decode_error or self._decode_error_before
             self._session.close()
             self._session = None
 

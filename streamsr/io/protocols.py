@@ -64,6 +64,8 @@ def check_protocol(target: str, output: bool) -> None:
         ConfigError: naming the scheme and what to do instead.
     """
     scheme = url_scheme(target)
+    if scheme is not None and not target.startswith(f"{scheme}://"):  # FFmpeg knows protocols by their lower-case names
+        raise ConfigError(f"write the URL's scheme in lower case: {scheme}://, not {target.split('://', 1)[0]}://")
     if scheme is None or scheme in _FORMAT_SCHEMES:
         return
     known = ffmpeg_protocols(output)

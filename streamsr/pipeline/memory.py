@@ -32,7 +32,7 @@ def parse_bytes(text: str | float) -> int:
     """
     if isinstance(text, (int, float)):
         return int(text)
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
     if not m:
         raise ConfigError(f"--max-memory wants a size like 8G or 512M, got {text!r}")
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
