@@ -406,3 +406,18 @@ def test_live_decoding_holds_no_frame_back(tmp_path):
 
     assert lag(low_delay=True) == (0, 30)
     assert lag(low_delay=False)[0] >= 2  # files: throughput over delay
+
+
+def test_the_last_decode_error_outlives_its_connection():
+    """The damage notice quotes FFmpeg's last words; a reconnect closed the session that had them."""
+    from types import SimpleNamespace
+
+    from streamsr.io.live import LiveSource
+
+    src = LiveSource("rtsp://cam/s")
+    src._session = SimpleNamespace(decode_errors=2, corrupt_frames=0, last_decode_error="Error at MB: 1",
+                                   close=lambda: None)
+    src._retire()  # the connection broke
+    assert src.last_decode_error == "Error at MB: 1" and src.decode_errors == 2
+    src._session = SimpleNamespace(decode_errors=0, corrupt_frames=0, last_decode_error=None, close=lambda: None)
+    assert src.last_decode_error == "Error at MB: 1"
