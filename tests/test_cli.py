@@ -31,6 +31,17 @@ def _one_clear_line(result, *needles):
         assert needle in lines[0], lines[0]
 
 
+@pytest.mark.parametrize("args,needle", [(["--max-frames", "0"], "--max-frames wants at least 1 frame"),
+                                         (["--max-frames", "-3"], "--max-frames wants at least 1 frame"),
+                                         (["--duration", "0"], "--duration wants more than 0 seconds"),
+                                         (["--duration", "-1"], "--duration wants more than 0 seconds")])
+def test_bounds_that_leave_nothing_to_do_are_refused(small_clip, tmp_path, args, needle):
+    """Before: --max-frames 0 wrote one frame and exit 0; --duration 0 blamed the input."""
+    out = tmp_path / "o.mp4"
+    _one_clear_line(_run("run", small_clip, "-o", out, *args), needle)
+    assert not out.exists()
+
+
 def test_run_writes_output_and_stats(small_clip, tmp_path):
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     r = _run("run", small_clip, "-o", out, "--stats-json", stats, "--backend", "torch")

@@ -291,6 +291,10 @@ def upscale_video(
     Raises:
         StreamSRError subclasses for bad input, options, encoders or outputs.
     """
+    if stop_after is not None and stop_after < 1:
+        raise ConfigError(f"--max-frames wants at least 1 frame, got {stop_after}")
+    if duration is not None and not duration > 0:
+        raise ConfigError(f"--duration wants more than 0 seconds, got {duration:g}")
     machine = machine or Machine.probe()
     source_plan = plan_source(config, src, machine)
     check_options(config, source_plan, dst)  # before anything is opened
