@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from media import audio_summary, make_video, read_video
+from media import audio_summary, make_video, moving_pattern, read_video
 
 from streamsr import RunConfig
 from streamsr.backends import Capabilities, WrappedBackend, create_backend
@@ -182,6 +182,26 @@ def test_hls_output(tmp_path):
     upscale_video(src, playlist, RunConfig(scale=2))
     assert "#EXTM3U" in playlist.read_text() and list(playlist.parent.glob("*.ts"))
     assert len(read_video(playlist)[1]) == 60
+
+
+def test_hls_output_of_a_file_is_cut_at_its_segment_length(tmp_path):
+    """The muxer cuts at keyframes only: a file's HLS output gets them at --hls-time (it had x264's
+    one in 250 frames: one 10-second segment for --hls-time 1)."""
+    import dataclasses
+
+    from streamsr.io.sink import SinkConfig
+
+    still = moving_pattern(0, 48, 64)  # a camera's view: little changes, no scene cut
+    src = make_video(tmp_path / "in.mp4", frames=100, size=(64, 48), fps=25,
+                     image=lambda i, h, w: np.roll(still, i // 10, axis=1))
+    playlist = tmp_path / "hls" / "index.m3u8"
+    playlist.parent.mkdir()
+    upscale_video(src, playlist, dataclasses.replace(RunConfig(scale=2), sink=SinkConfig(hls_time=1.0)))
+    lengths = [float(line.split(":")[1].rstrip(",")) for line in playlist.read_text().splitlines()
+               if line.startswith("#EXTINF")]
+    # cut at the first keyframe from 1 s on (x264 may add one at a scene cut: then a segment is shorter)
+    assert len(lengths) >= 4 and max(lengths) < 1.5 and abs(sum(lengths) - 4.0) < 0.05, lengths
+    assert len(read_video(playlist)[1]) == 100
 
 
 @pytest.mark.slow

@@ -197,6 +197,8 @@ class Sink:
         gop = cfg.gop
         if gop is None and self._segments:  # files are cut at keyframes: one a second
             gop = max(1, round(rate))
+        elif gop is None and self.format == "hls":  # so are HLS segments: one per segment, at most a second apart
+            gop = max(1, round(rate * min(1.0, cfg.hls_time)))
         if gop:
             cc.gop_size = gop
         cc.options = options
