@@ -67,6 +67,8 @@ class VideoInfo:
         pix_fmt: decoded pixel format.
         colour: resolved colour tags.
         duration: seconds, or None.
+        aspect: the shape of a pixel (sample aspect ratio, width over height) when it is not
+            square: anamorphic DV, DVD and broadcast SD; None for square pixels.
     """
 
     width: int
@@ -78,6 +80,7 @@ class VideoInfo:
     pix_fmt: str
     colour: ColourTags
     duration: float | None = None
+    aspect: Fraction | None = None
 
 
 @dataclass(frozen=True, slots=True)

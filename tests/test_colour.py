@@ -224,3 +224,35 @@ def test_where_colour_is_converted(tmp_path, small_clip):
                                   "--backend", "torch", "-q", "--stats-json", str(tmp_path / "e.json")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "e.json").read_text())["frames_out"] == 12
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_non_square_pixels_keep_the_picture_s_shape(tmp_path, ext):
+    """Anamorphic SD (DV, DVD, broadcast: pixels 16:11, 64:45, ...): the output's pixels stretch
+    as the input's did, x2 and to a --size of another shape (it came out with square pixels: a
+    16:9 picture shown 4:3)."""
+    from fractions import Fraction
+
+    src = tmp_path / f"in.{ext}"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.codec_context.sample_aspect_ratio = Fraction(16, 11)
+        for i in range(6):
+            vf = av.VideoFrame.from_ndarray(moving_pattern(i, 48, 64), format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode(None))
+
+    def shape(path):
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            return s.codec_context.width, s.codec_context.height, s.sample_aspect_ratio
+
+    assert shape(src) == (64, 48, Fraction(16, 11))
+    r = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / f"x2.{ext}"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert shape(tmp_path / f"x2.{ext}") == (128, 96, Fraction(16, 11))
+    r = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / f"wide.{ext}"), "--model", "lte", "--size", "128x48", "-q"])
+    assert r.exit_code == 0, r.output
+    assert shape(tmp_path / f"wide.{ext}") == (128, 48, Fraction(8, 11))  # the same 64:33 on screen

@@ -244,7 +244,8 @@ class LiveSource:
             raise MediaError(f"{self.name}: stopped before the stream opened")
         i = self._session.info
         self.info = VideoInfo(width=i.width, height=i.height, time_base=LIVE_TIME_BASE, frame_rate=i.frame_rate,
-                              frame_count=None, codec=i.codec, pix_fmt=i.pix_fmt, colour=i.colour, duration=None)
+                              frame_count=None, codec=i.codec, pix_fmt=i.pix_fmt, colour=i.colour, duration=None,
+                              aspect=i.aspect)
         self.audio_streams = list(self._session.audio_streams)  # for the Sink's set-up only
         self._audio_ids = {st.index for st in self.audio_streams}  # kept: streams die with their connection
         return self

@@ -192,6 +192,9 @@ class Sink:
         cc.color_range = self.colour.range
         cc.color_primaries = self.colour.primaries
         cc.color_trc = self.colour.transfer
+        if info.aspect:  # the picture keeps its shape on screen: its pixels stretch as the frame did
+            sar = info.aspect * Fraction(info.width, info.height) / Fraction(*self.requested)
+            cc.sample_aspect_ratio = sar.limit_denominator(65535)
         private = {o.name for o in cc.supported_options.private}
         options = encoder_options(cfg.codec, private, cfg.crf, cfg.preset, cfg.tune)
         gop = cfg.gop

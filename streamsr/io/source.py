@@ -82,6 +82,11 @@ def configure_decoder(cc, threads: int, low_delay: bool) -> None:
     cc.thread_count = threads
 
 
+def _pixel_aspect(sar) -> Fraction | None:
+    """A stream's sample aspect ratio, None when square or unknown (FFmpeg's 0/1)."""
+    return Fraction(sar) if sar and Fraction(sar) != 1 else None
+
+
 class Source:
     """A demuxing, decoding input; a context manager and an iterable of Frame / PassThrough.
 
@@ -239,6 +244,7 @@ class Source:
             width=cc.width, height=cc.height, time_base=vs.time_base or Fraction(1, 90000),
             frame_rate=Fraction(rate) if rate else None, frame_count=count or None,
             codec=cc.name, pix_fmt=pix_fmt, colour=colour, duration=duration,
+            aspect=_pixel_aspect(vs.sample_aspect_ratio or cc.sample_aspect_ratio),
         )
 
     def _frame_colour(self, frame: av.VideoFrame) -> ColourTags:
