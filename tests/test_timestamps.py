@@ -233,3 +233,66 @@ def test_frame_threads_give_every_frame_after_a_damaged_packet_near_the_end(tmp_
         times = [f.pts for f in src]
     assert len(times) == expected
     assert all(b > a for a, b in pairwise(times))
+
+
+# -- files whose timestamps restart ----------------------------------------------------------
+def _times(path, kind):
+    """(seconds, packet bytes) of every video frame / audio packet, in order."""
+    with av.open(str(path)) as c:
+        if kind == "video":
+            return [float(f.pts * f.time_base) for f in c.decode(video=0)]
+        return [(float(p.pts * p.time_base), bytes(p)) for p in c.demux(audio=0) if p.size]
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_joined_mpegts_recordings_keep_every_frame_and_audio_packet_in_step(tmp_path, parts):
+    """MPEG-TS recordings joined end to end (`cat a.ts b.ts`, or a camera's encoder restarting):
+    the timestamps restart at each join. Every part keeps its frames a frame apart, every audio
+    packet is kept, and sound stays in step with picture (before: the later parts' frames were
+    stamped a tick apart and their audio left out as damaged)."""
+    one = make_video(tmp_path / "part.ts", frames=25, size=(64, 48), container="mpegts", audio="aac")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(one.read_bytes() * parts)
+    raw_video, raw_audio = _times(joined, "video"), _times(joined, "audio")
+    assert min(b - a for a, b in pairwise(raw_video)) < -0.5  # the input does restart
+    out = tmp_path / "out.mkv"
+    stats = upscale_video(joined, out, RunConfig(scale=2))
+    assert not any("damaged" in n for n in stats.notices), stats.notices
+    video, audio = _times(out, "video"), _times(out, "audio")
+    assert len(video) == 25 * parts and stats.frames_out == 25 * parts
+    steps = [b - a for a, b in pairwise(video)]
+    assert min(steps) > 0.039 and max(steps) < 0.1, steps  # 40 ms; a join adds the audio's lead at most
+    assert [p for _, p in audio] == [p[7:] for _, p in raw_audio]  # every packet, in order (ADTS header off)
+    assert all(b > a for (a, _), (b, _) in pairwise(audio))
+    per_part = len(raw_audio) // parts
+    for k in range(parts):  # picture against sound at each part's start, as in the first part
+        lag = video[25 * k] - audio[per_part * k][0]
+        assert abs(lag - (video[0] - audio[0][0])) < 0.002, (k, lag)
+
+
+def test_rejoined_closes_restarts_only():
+    """Steps within a part pass untouched (a gap under 10 s is the recording's own); a step back
+    or a jump forward over 10 s is closed, for both streams by one offset."""
+    from types import SimpleNamespace
+
+    from streamsr.io.joins import rejoined
+
+    tb = Fraction(1, 1000)
+
+    def packet(stream, ms):
+        return SimpleNamespace(stream=SimpleNamespace(index=stream), pts=ms, dts=ms, duration=40, time_base=tb)
+
+    def run(times):
+        return [(p.stream.index, p.dts) for p in rejoined([packet(s, t) for s, t in times], [0, 1])]
+
+    steady = [(0, 0), (1, 0), (0, 1000), (1, 1000), (0, 6000), (1, 6000)]  # a 5 s gap: kept
+    assert run(steady) == steady
+    back = [(0, 0), (1, 0), (0, 1000), (1, 1000), (0, 0), (1, 0), (0, 40)]
+    assert run(back) == [(0, 0), (1, 0), (0, 1000), (1, 1000), (0, 1040), (1, 1040), (0, 1080)]
+    jump = [(0, 0), (1, 0), (0, 1000), (1, 1000), (1, 60_000), (0, 60_000), (0, 60_040)]
+    assert run(jump) == [(0, 0), (1, 0), (0, 1000), (1, 1000), (1, 1040), (0, 1040), (0, 1080)]
+    # sound half a second ahead of the picture in the interleaving: it restarts first, the
+    # picture's old part goes on meanwhile; the offset puts both new starts after their old ends
+    lead = [(1, 500), (0, 0), (1, 1000), (0, 500), (1, 0), (0, 1000), (1, 40), (0, 0), (1, 500)]
+    assert run(lead) == [(1, 500), (0, 0), (1, 1000), (0, 500), (1, 1040), (0, 1000), (1, 1080), (0, 1040),
+                         (1, 1540)]

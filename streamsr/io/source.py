@@ -23,6 +23,7 @@ from ..errors import DecodeError, InputNotFoundError, MediaError
 from ..frames import RANGE_FULL, ColourTags, Frame, PassThrough, VideoInfo
 from ..urls import mask_credentials
 from .drain import DrainGuard
+from .joins import TS_DISCONT, rejoined
 from .protocols import check_protocol
 from .timestamps import FrameTimes
 
@@ -268,7 +269,7 @@ class Source:
         libav.addHandler(self._log)
         try:
             try:
-                for packet in self._container.demux(vs, *self.audio_streams):
+                for packet in self._packets():
                     if packet.stream.index in audio_ids:
                         if packet.dts is not None and packet.size:
                             yield PassThrough(packet, packet.stream.index)
@@ -291,6 +292,15 @@ class Source:
             yield from self._timed(times.flush())
         finally:
             libav.removeHandler(self._log)
+
+    def _packets(self) -> Iterator[av.Packet]:
+        """The video's and the copied audio's packets; a file whose format lets timestamps restart
+        (MPEG-TS) made continuous across restarts (:mod:`.joins`; a live input's clock is its own)."""
+        streams = [self._video, *self.audio_streams]
+        packets = self._container.demux(*streams)
+        if not self.low_delay and self._container.format.flags & TS_DISCONT:
+            packets = rejoined(packets, (st.index for st in streams))
+        return packets
 
     def _frames(self, frames: list[av.VideoFrame], times: FrameTimes, guard: DrainGuard) -> Iterator[Frame]:
         for frame in frames:
