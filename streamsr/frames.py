@@ -69,6 +69,8 @@ class VideoInfo:
         duration: seconds, or None.
         aspect: the shape of a pixel (sample aspect ratio, width over height) when it is not
             square: anamorphic DV, DVD and broadcast SD; None for square pixels.
+        rotation: degrees a player turns the picture (counter-clockwise, as FFmpeg's display
+            matrix says: phones store portrait video as landscape pixels and -90).
     """
 
     width: int
@@ -81,6 +83,7 @@ class VideoInfo:
     colour: ColourTags
     duration: float | None = None
     aspect: Fraction | None = None
+    rotation: int = 0
 
 
 @dataclass(frozen=True, slots=True)

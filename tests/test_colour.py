@@ -256,3 +256,30 @@ def test_non_square_pixels_keep_the_picture_s_shape(tmp_path, ext):
     r = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / f"wide.{ext}"), "--model", "lte", "--size", "128x48", "-q"])
     assert r.exit_code == 0, r.output
     assert shape(tmp_path / f"wide.{ext}") == (128, 48, Fraction(8, 11))  # the same 64:33 on screen
+
+
+@pytest.mark.parametrize("angle", [-90, 180])
+def test_a_phone_video_keeps_its_display_rotation(tmp_path, angle):
+    """Phones store portrait video as landscape pixels and a display matrix; the output keeps the
+    matrix, so players turn it as they did (it came out sideways)."""
+    src = tmp_path / "phone.mp4"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.set_display_rotation(angle)
+        for i in range(6):
+            vf = av.VideoFrame.from_ndarray(moving_pattern(i, 48, 64), format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode(None))
+
+    def rotation(path):
+        with av.open(str(path)) as c:
+            frame = next(c.decode(video=0))
+            return frame.width, frame.height, round(frame.rotation) % 360
+
+    assert rotation(src) == (64, 48, angle % 360)
+    for ext in ("mp4", "mov"):
+        r = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / f"out.{ext}"), "-q"])
+        assert r.exit_code == 0, r.output
+        assert rotation(tmp_path / f"out.{ext}") == (128, 96, angle % 360)

@@ -195,6 +195,8 @@ class Sink:
         if info.aspect:  # the picture keeps its shape on screen: its pixels stretch as the frame did
             sar = info.aspect * Fraction(info.width, info.height) / Fraction(*self.requested)
             cc.sample_aspect_ratio = sar.limit_denominator(65535)
+        if info.rotation:  # the pixels are stored as they came: players turn them as they did
+            stream.set_display_rotation(info.rotation)
         private = {o.name for o in cc.supported_options.private}
         options = encoder_options(cfg.codec, private, cfg.crf, cfg.preset, cfg.tune)
         gop = cfg.gop

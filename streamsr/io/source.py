@@ -246,7 +246,23 @@ class Source:
             frame_rate=Fraction(rate) if rate else None, frame_count=count or None,
             codec=cc.name, pix_fmt=pix_fmt, colour=colour, duration=duration,
             aspect=_pixel_aspect(vs.sample_aspect_ratio or cc.sample_aspect_ratio),
+            rotation=self._rotation(),
         )
+
+    def _rotation(self) -> int:
+        """The display rotation of a file's video (phones: -90). FFmpeg gives it with each
+        decoded frame, not with the stream, so a local file's first frame is decoded once on the
+        side; a stream or pipe, which can't be read twice, is taken as it comes (0)."""
+        if self.low_delay or not isinstance(self.src, (str, os.PathLike)) or not Path(self.src).is_file():
+            return 0
+        try:
+            with av.open(os.fspath(self.src)) as c:
+                for _, packet in zip(range(64), c.demux(video=0)):  # a damaged start: not the whole file
+                    for frame in packet.decode():
+                        return round(frame.rotation or 0)
+        except (av.FFmpegError, ValueError):
+            pass  # what can't be read here is said by the run itself
+        return 0
 
     def _frame_colour(self, frame: av.VideoFrame) -> ColourTags:
         base = self.info.colour
