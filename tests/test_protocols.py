@@ -421,3 +421,42 @@ def test_the_last_decode_error_outlives_its_connection():
     assert src.last_decode_error == "Error at MB: 1" and src.decode_errors == 2
     src._session = SimpleNamespace(decode_errors=0, corrupt_frames=0, last_decode_error=None, close=lambda: None)
     assert src.last_decode_error == "Error at MB: 1"
+
+
+def test_cameras_in_one_process_count_only_their_own_decode_errors(tmp_path):
+    """FFmpeg names the codec, not the decoder, in its messages: two cameras of the same codec
+    (H.264, as almost all are) read on their own threads each count their own damage (the clean
+    one counted the damaged one's errors and carried its 'damaged input' notice)."""
+    import threading
+
+    from streamsr.io.source import Source
+
+    clean = make_video(tmp_path / "clean.ts", frames=60, size=(128, 96), container="mpegts")
+    bad = tmp_path / "bad.ts"
+    rng = np.random.default_rng(1)
+    with av.open(str(clean)) as src, av.open(str(bad), "w") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for i, packet in enumerate(p for p in src.demux(video=0) if p.size):
+            if i in (10, 20, 21, 30):  # bytes flipped inside the slices, the container intact
+                data = bytearray(bytes(packet))
+                data[20::7] = rng.integers(0, 256, len(data[20::7]), dtype=np.uint8).tobytes()
+                damaged = av.Packet(bytes(data))
+                damaged.pts, damaged.dts, damaged.time_base = packet.pts, packet.dts, packet.time_base
+                damaged.is_keyframe, packet = packet.is_keyframe, damaged
+            packet.stream = out
+            dst.mux(packet)
+    counted, go = {}, threading.Barrier(2)
+
+    def camera(name, path):
+        with Source(str(path), low_delay=True, decode_threads=2) as source:  # as a live input decodes
+            go.wait()
+            for _ in source:
+                pass
+            counted[name] = (source.decode_errors, source.frames_decoded)
+
+    threads = [threading.Thread(target=camera, args=a) for a in (("clean", clean), ("bad", bad))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counted["bad"][0] > 0 and counted["clean"] == (0, 60), counted

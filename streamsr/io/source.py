@@ -31,18 +31,38 @@ __all__ = ["Source", "configure_decoder"]
 
 class _DecoderLog(logging.Handler):
     """Counts FFmpeg's error messages from one decoder (they come from its worker threads too:
-    FFmpeg conceals most damage and only says so in its log)."""
+    FFmpeg conceals most damage and only says so in its log). FFmpeg names the codec, not the
+    decoder, so where several sources decode the same codec in one process (cameras) a message
+    from a thread that reads one of them is that source's alone; one from a decoder's own worker
+    thread (frame threading: files) is counted by every source of that codec."""
 
     def __init__(self, codec: str):
         super().__init__(logging.ERROR)
         self.logger_name = f"libav.{codec}"
         self.count = 0
         self.last: str | None = None
+        self._thread: int | None = None
+
+    def attach(self) -> None:
+        """Count from now on; the calling thread is the one that reads this source."""
+        self._thread = threading.get_ident()
+        _READERS[self._thread] = self
+        logging.getLogger("libav").addHandler(self)
+
+    def detach(self) -> None:
+        logging.getLogger("libav").removeHandler(self)
+        if self._thread is not None and _READERS.get(self._thread) is self:
+            del _READERS[self._thread]
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == self.logger_name:
-            self.count += 1
-            self.last = mask_credentials(record.getMessage().strip())
+        if record.name != self.logger_name or _READERS.get(record.thread, self) is not self:
+            return  # another codec, or another source's reading thread
+        self.count += 1
+        self.last = mask_credentials(record.getMessage().strip())
+
+
+#: the decoder log of the source each thread is reading now (thread ident -> log)
+_READERS: dict[int, _DecoderLog] = {}
 
 
 _FFMPEG_LOG = logging.getLogger("streamsr.ffmpeg")
@@ -281,8 +301,7 @@ class Source:
         times = FrameTimes.for_rate(self.info.frame_rate, self.info.time_base)
         guard = DrainGuard(vs.codec_context)
         audio_ids = {s.index for s in self.audio_streams}
-        libav = logging.getLogger("libav")
-        libav.addHandler(self._log)
+        self._log.attach()
         try:
             try:
                 for packet in self._packets():
@@ -298,7 +317,7 @@ class Source:
                         self._raised_last = str(exc)
                         continue
                     yield from self._frames(frames, times, guard)
-                libav.removeHandler(self._log)  # frames a frame-threaded drain may have left behind:
+                self._log.detach()  # frames a frame-threaded drain may have left behind:
                 yield from self._frames(guard.recover(self._raised_errors > 0), times, guard)
             except av.FFmpegError as exc:
                 message = mask_credentials(f"reading {self.name} failed: {exc}")
@@ -307,7 +326,7 @@ class Source:
                 self.ended_early = message  # a damaged tail: keep what was read
             yield from self._timed(times.flush())
         finally:
-            libav.removeHandler(self._log)
+            self._log.detach()
 
     def _packets(self) -> Iterator[av.Packet]:
         """The video's and the copied audio's packets; a file whose format lets timestamps restart
