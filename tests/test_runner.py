@@ -191,3 +191,61 @@ def test_work_given_up_because_of_an_abort_is_not_an_error():
 
     with pytest.raises(Aborted):  # without an abort it is a real failure
         Runner(range(3), [FnStage("tiles", broken), Collect()]).run()
+
+
+def test_frames_a_stage_releases_at_the_end_and_a_live_queue_drops_are_counted(monkeypatch):
+    """Live mode: frames a stage held (a batch, tiles) and releases at the end of the stream go
+    into the next queue like any other; one dropped there to stay live is counted, so that
+    frames in = out + dropped (they were dropped uncounted)."""
+    from fractions import Fraction
+
+    from streamsr.frames import Frame
+    from streamsr.pipeline.runner import DropOldestQueue
+
+    released = []  # frames the holding stage has put into the next queue at its end
+    put = DropOldestQueue.put_or_drop
+
+    def spy(queue, item):
+        if threading.current_thread().name == "streamsr-hold":
+            released.append(item)
+        return put(queue, item)
+
+    monkeypatch.setattr(DropOldestQueue, "put_or_drop", spy)
+
+    class HoldAll(Stage):
+        def __init__(self):
+            super().__init__("hold")
+            self.held, self.flushed = [], threading.Event()
+
+        def process(self, item):
+            self.held.append(item)
+            return []
+
+        def flush(self):
+            self.flushed.set()
+            return self.held
+
+    gate = threading.Event()
+
+    class Gated(Collect):
+        def process(self, item):
+            gate.wait()
+            return super().process(item)
+
+    hold, sink = HoldAll(), Gated()
+    def frames():  # each once the holding stage has the one before: none dropped on the way in
+        for i in range(10):
+            while len(hold.held) < i:
+                time.sleep(0.001)
+            yield Frame(i, i, Fraction(1, 25), None, None)
+
+    runner = Runner(frames(), [hold, sink], queue_size=2, live=True)
+    done = threading.Thread(target=runner.run)
+    done.start()
+    while not (hold.flushed.is_set() and len(released) == len(hold.held)):  # the sink shut meanwhile
+        time.sleep(0.01)
+    gate.set()
+    done.join()
+    dropped = sum(s.dropped for s in runner.stats)
+    assert len(hold.held) == 10 and len(sink.items) + dropped == 10, (len(sink.items), [s.dropped for s in runner.stats])
+    assert runner.stats[2].dropped >= 7  # 10 into a queue of 2 with the sink shut (it may hold one)

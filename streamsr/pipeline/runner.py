@@ -251,7 +251,7 @@ class Runner:
             stats.add(time.perf_counter() - t0, 0)
             if not last:
                 for r in held:
-                    if not self._put(out, r):
+                    if not self._put(out, r, receiver):
                         return
         except BaseException as exc:  # noqa: BLE001 -- relayed to the caller by run()
             self._fail(exc)
