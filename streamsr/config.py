@@ -7,6 +7,7 @@ config can't exist.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -148,6 +149,8 @@ class RunConfig:
         Raises:
             ConfigError: an unknown option name.
         """
+        if options.get("noise") == "auto":  # --noise's own word, in a preset or cameras file too
+            options["noise"] = None
         options = {k: v for k, v in options.items() if v is not None}
         parts = {"sink": SinkConfig, "live": LiveConfig}
         keys = {name: {f.name for f in fields(kind)} for name, kind in parts.items()}
@@ -155,9 +158,26 @@ class RunConfig:
         unknown = set(options) - run_keys - set().union(*keys.values())
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        nested = {name: kind(**{k: v for k, v in options.items() if k in keys[name]})
-                  for name, kind in parts.items()}
-        return cls(**nested, **{k: v for k, v in options.items() if k in run_keys})
+        try:
+            nested = {name: kind(**{k: v for k, v in options.items() if k in keys[name]})
+                      for name, kind in parts.items()}
+            return cls(**nested, **{k: v for k, v in options.items() if k in run_keys})
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:  # a value of the wrong type, from a TOML file
+            quoted = sorted(k for k, v in options.items() if isinstance(v, str) and _numeric(k))
+            said = f"{', '.join(quoted)}: a number, without quotes" if quoted else str(exc)
+            raise ConfigError(f"an option's value has the wrong type ({said})") from None
+
+
+def _numeric(name: str) -> bool:
+    """Whether option ``name`` of :class:`RunConfig` (or its parts) takes a number."""
+    for kind in (RunConfig, SinkConfig, LiveConfig):
+        for f in fields(kind):
+            if f.name == name:
+                words = set(re.findall(r"[A-Za-z]+", str(f.type)))
+                return bool(words & {"int", "float"}) and words <= {"int", "float", "bool", "None"}
+    return False
 
 
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:

@@ -283,3 +283,69 @@ def test_an_unreachable_camera_is_said_and_duration_bounds_the_wait(tmp_path):
     assert any("cannot be reached (attempt 1" in ln for ln in lines), lines
     assert lines[-1].startswith("streamsr: error: rtsp://***@127.0.0.1") and "no stream within --duration 2 s" in lines[-1]
     assert "s3cret" not in r.output and not out.exists() and not (tmp_path / "x.mkv.partial").exists()
+
+
+def test_an_output_that_is_another_cameras_input_or_given_twice_is_refused(small_clip, tmp_path):
+    """Several inputs: camera1 writing camera2's input destroyed it; two cameras on one output
+    lost one's recording; both exited 0. Refused before anything runs, as a cameras file."""
+    import shutil
+
+    shutil.copy(small_clip, tmp_path / "b.mp4")
+    before = (tmp_path / "b.mp4").read_bytes()
+    _one_clear_line(_run("run", small_clip, tmp_path / "b.mp4", "-o", tmp_path / "b.mp4", "-o", tmp_path / "x.mkv"),
+                    "camera1's output", "is camera2's input")
+    assert (tmp_path / "b.mp4").read_bytes() == before and not (tmp_path / "x.mkv").exists()
+    _one_clear_line(_run("run", small_clip, tmp_path / "b.mp4", "-o", tmp_path / "same.mkv", "-o", tmp_path / "same.mkv"),
+                    "is the output of both camera1 and camera2")
+    assert not (tmp_path / "same.mkv").exists()
+    cams = tmp_path / "cams.toml"
+    cams.write_text(f'[[camera]]\nname = "a"\ninput = "{small_clip}"\noutput = "one.mkv"\n'
+                    f'[[camera]]\nname = "b"\ninput = "b.mp4"\noutput = "{tmp_path / "one.mkv"}"\n')
+    _one_clear_line(_run("run", "--config", cams), "is the output of both a and b")  # relative to the file
+
+
+def test_a_size_given_beside_a_preset_s_scale_wins(small_clip, tmp_path):
+    """The shipped presets set scale = 2; --size on the command line (or in a cameras file's
+    [defaults]) replaces it instead of clashing with it ('give --scale or --size, not both')."""
+    from media import read_video
+
+    r = _run("run", small_clip, "-o", tmp_path / "a.mkv", "--for", "videocall", "--size", "256x192", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_video(tmp_path / "a.mkv")[1][0].shape[:2] == (192, 256)
+    cams = tmp_path / "cams.toml"
+    cams.write_text(f'[defaults]\nsize = "128x96"\n[[camera]]\ninput = "{small_clip}"\noutput = "{tmp_path / "b.mkv"}"\n')
+    r = _run("run", "--config", cams, "--for", "videocall", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_video(tmp_path / "b.mkv")[1][0].shape[:2] == (96, 128)
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "c.mkv", "--scale", "2", "--size", "256x192"),
+                    "not both")  # both on one layer: still the user's mistake
+
+
+def test_a_preset_s_values_of_the_wrong_type_are_one_clear_line(small_clip, tmp_path):
+    """noise = "auto" is --noise's own word and works in a preset; a quoted number is named
+    (both were tracebacks)."""
+    preset = tmp_path / "p.toml"
+    preset.write_text('model = "udvd"\nnoise = "auto"\n')
+    r = _run("run", small_clip, "-o", tmp_path / "a.mkv", "--for", preset, "-q")
+    assert r.exit_code == 0, r.output
+    preset.write_text('batch_size = "2"\ntile = "256"\n')
+    _one_clear_line(_run("run", small_clip, "-o", tmp_path / "b.mkv", "--for", preset),
+                    "wrong type", "batch_size, tile: a number, without quotes")
+
+
+def test_a_stats_file_that_could_not_be_written_is_refused_before_the_run(small_clip, tmp_path):
+    """It was a traceback after the whole run (an hours-long camera run included), with no summary."""
+    r = _run("run", small_clip, "-o", tmp_path / "a.mkv", "--stats-json", tmp_path / "nodir" / "s.json")
+    assert r.exit_code == 2 and "--stats-json" in r.output and "does not exist" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "a.mkv").exists()
+
+
+def test_bench_for_a_preset_keeps_its_encoder_preset(monkeypatch):
+    import streamsr.bench
+
+    seen = {}
+    monkeypatch.setattr(streamsr.bench, "run_bench", lambda base, **kw: seen.setdefault("base", base) and "table")
+    assert _run("bench", "--for", "videocall").exit_code == 0
+    assert seen["base"].sink.preset == "ultrafast"  # the preset's, not the bench's own veryfast
+    seen.clear()
+    assert _run("bench").exit_code == 0 and seen["base"].sink.preset == "veryfast"

@@ -556,3 +556,45 @@ def test_lost_worker_node_moves_its_cameras(ray_cluster, rtsp_server, tmp_path):
     with ClusterRun([clip], RunConfig(scale=2), ray=ray) as job:
         (s,) = job.run(duration=240)
     assert s.state == "done" and s.node.split("/")[1] == fresh.node_id[:8] and s.snapshot.frames_out == 12
+
+
+def test_cluster_run_hands_each_camera_its_own_resources(tmp_path, monkeypatch):
+    """A camera's `resources` in the cameras file reach the placement (the CLI rebuilt each camera
+    with its paths resolved and dropped them). The cluster itself is a stand-in here: what is
+    tested is what the command hands it."""
+    from streamsr import cluster
+    from streamsr.cli import main
+
+    seen = {}
+
+    class Run:
+        interrupted = False
+
+        def __init__(self, cameras, config, **kwargs):
+            seen["cameras"] = cameras
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def run(self, duration=None):
+            return []
+
+        def statuses(self):
+            return []
+
+    @contextlib.contextmanager
+    def connect(address, **kwargs):
+        yield types.SimpleNamespace(started=True, address="local", ray=None)
+
+    monkeypatch.setattr(cluster, "ClusterRun", Run)
+    monkeypatch.setattr(cluster, "connect", connect)
+    cams = tmp_path / "cams.toml"
+    cams.write_text('[[camera]]\nname = "gate"\ninput = "in.mp4"\noutput = "out.mkv"\nresources = { cpus = 2, gpus = 0.25 }\n'
+                    '[[camera]]\nname = "yard"\ninput = "in2.mp4"\noutput = "out2.mkv"\n')
+    r = CliRunner().invoke(main, ["cluster", "run", "--config", str(cams), "-q"])
+    assert r.exit_code == 0, r.output
+    assert [(c.name, c.resources) for c in seen["cameras"]] == [("gate", {"cpus": 2, "gpus": 0.25}), ("yard", {})]
+    assert all(Path(c.input).is_absolute() and Path(c.output).is_absolute() for c in seen["cameras"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from ..config import PRECISIONS
@@ -58,7 +60,7 @@ def _weights(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
               help="Weights (.safetensors) for the model, or MODEL=FILE for one model of --matrix (repeatable). "
                    "A model without weights (none shipped yet) is measured untrained: same speed.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--preset", default="veryfast", show_default=True, help="x264 preset for the encode stage.")
+@click.option("--preset", default=None, help="x264 preset for the encode stage (default: --for's, else veryfast).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Append the results table to this Markdown file (BENCHMARKS.md is the project's record).")
 @click.option("--matrix", is_flag=True, help="Model-only and end-to-end fps for every model x size x output x "
@@ -103,6 +105,8 @@ def bench(preset_name, model, scale, out_size, part, size, frames, backends, bac
     base = build_config(preset_name, {"model": model, "scale": scale, "size": out_size, "part": part, "device": device,
                                       "preset": preset, "codec": codec, "backend_option": backend_option,
                                       "compile_": compile_, "weights": shared})
+    if base.sink.preset is None:  # the bench's own default, below a --for preset's
+        base = dataclasses.replace(base, sink=dataclasses.replace(base.sink, preset="veryfast"))
     report = lambda line: click.echo(line, err=True)
     if peer:
         from ..bench_peer import peer_table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import EXIT_ERROR, EXIT_INTERRUPTED, main
-from .options import build_config, model_options, preset_option, stop_on_signals
+from .options import build_config, check_report_path, model_options, preset_option, stop_on_signals
 
 __all__ = ["cluster", "cluster_run", "cluster_status", "format_table"]
 
@@ -120,13 +121,15 @@ def cluster_run(cameras_file, address, inference, cpus_per_camera, gpus_per_came
                 max_restarts, preset_name, max_frames, duration, metrics_port, stats_json, quiet, **options):
     """Run every camera of a cameras file as a Ray actor until Ctrl-C (or --duration)."""
     from ..cluster import ClusterRun, cluster_metrics_server, connect, resolve_path
-    from ..pipeline.cameras import Camera, load_cameras
+    from ..pipeline.cameras import load_cameras
     from ..pipeline.metrics_http import parse_listen
 
+    check_report_path(stats_json)
     cameras, defaults = load_cameras(cameras_file)
     config = build_config(preset_name, {**options, "triton_url": _triton_url(inference)}, defaults)
     base = Path.cwd()  # camera processes run in Ray's folders: relative names are taken from here
-    cameras = [Camera(c.name, resolve_path(c.input, base), resolve_path(c.output, base)) for c in cameras]
+    cameras = [dataclasses.replace(c, input=resolve_path(c.input, base), output=resolve_path(c.output, base))
+               for c in cameras]
 
     def say(line: str) -> None:
         if not quiet:

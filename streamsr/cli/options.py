@@ -8,8 +8,10 @@ config's defaults apply.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import click
 
@@ -139,6 +141,19 @@ def _backend_options(pairs: tuple[str, ...], compile_: bool | None, base: dict, 
     return out
 
 
+#: options that exclude each other: one a higher layer gives replaces the other from below
+_EITHER = (("scale", "size"),)
+
+
+def _over(flat: dict, layer: dict) -> None:
+    """Lay ``layer``'s options over ``flat``'s."""
+    for a, b in _EITHER:
+        for mine, other in ((a, b), (b, a)):
+            if layer.get(mine) is not None and layer.get(other) is None:
+                flat.pop(other, None)
+    flat.update(layer)
+
+
 def build_config(preset_name: str | None, options: dict, defaults: dict | None = None) -> RunConfig:
     """The run's :class:`RunConfig`: a preset's options (``--for``), then ``defaults`` (a cameras
     file's), then the options given on the command line.
@@ -150,7 +165,9 @@ def build_config(preset_name: str | None, options: dict, defaults: dict | None =
             (``--triton-*`` become the triton backend's options, and imply ``--backend triton``).
         defaults: further defaults below the command line.
     """
-    flat = {**(load_preset(preset_name) if preset_name else {}), **(defaults or {})}
+    flat: dict = {}
+    for layer in (load_preset(preset_name) if preset_name else {}), defaults or {}:
+        _over(flat, layer)
     options = dict(options)
     pairs, compile_ = options.pop("backend_option", ()) or (), options.pop("compile_", None)
     triton = {field: options.pop(key) for key, field in _TRITON.items() if options.get(key) is not None}
@@ -160,7 +177,7 @@ def build_config(preset_name: str | None, options: dict, defaults: dict | None =
         options["backend"] = "triton"  # --triton-url says where the network runs
     if "noise" in options:
         options["noise"] = parse_noise(options["noise"])
-    flat.update({k: v for k, v in options.items() if v is not None})
+    _over(flat, {k: v for k, v in options.items() if v is not None})
     if pairs or compile_ or triton:
         flat["backend_options"] = _backend_options(tuple(pairs), compile_, flat.get("backend_options", {}), triton)
     if flat.get("backend_options"):
@@ -168,3 +185,18 @@ def build_config(preset_name: str | None, options: dict, defaults: dict | None =
 
         flat["backend_options"] = coerce_backend_options(flat["backend_options"])  # typos refused now
     return RunConfig.from_options(**flat)
+
+
+def check_report_path(path: str | None, option: str = "--stats-json") -> None:
+    """Refuse, before a long run, a report file that could not be written at its end.
+
+    Raises:
+        click.BadParameter: its folder is missing or not writable.
+    """
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder {folder} does not exist", param_hint=option)
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"folder {folder} is not writable", param_hint=option)

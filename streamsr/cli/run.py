@@ -15,6 +15,7 @@ from ..urls import mask_credentials
 from . import EXIT_ERROR, EXIT_INTERRUPTED, main
 from .options import (
     build_config,
+    check_report_path,
     degradation_options,
     inference_options,
     model_options,
@@ -145,8 +146,9 @@ def run(inputs, outputs, cameras_file, preset_name, quiet, stats_json, no_audio,
       input = "rtsp://user:pass@10.0.0.5/stream1"
       output = "gate.mkv"
     """
-    from ..pipeline.cameras import Camera, load_cameras
+    from ..pipeline.cameras import Camera, check_distinct, load_cameras
 
+    check_report_path(stats_json)
     file_defaults: dict = {}
     if cameras_file:
         if inputs or outputs:
@@ -159,6 +161,7 @@ def run(inputs, outputs, cameras_file, preset_name, quiet, stats_json, no_audio,
             raise click.UsageError(f"give one -o OUTPUT per input ({len(inputs)} inputs, {len(outputs)} outputs)")
         cameras = [Camera(f"camera{i + 1}" if len(inputs) > 1 else mask_credentials(inp), inp, out)
                    for i, (inp, out) in enumerate(zip(inputs, outputs))]
+        check_distinct(cameras)
     if any(c.output == "-" for c in cameras) and sys.stdout.isatty():
         raise click.UsageError("refusing to write video to a terminal; redirect stdout or use -o FILE")
     config = build_config(preset_name, {**options, "audio": False if no_audio else None}, file_defaults)

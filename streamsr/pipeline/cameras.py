@@ -17,6 +17,7 @@ A cameras file (TOML)::
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pathlib import Path
 from ..backends.choice import load_backend
 from ..config import RunConfig, read_toml
 from ..errors import ConfigError, StreamSRError
-from ..urls import mask_credentials
+from ..urls import is_url, mask_credentials
 from .hub import InferenceHub
 from .job import RunHandle, upscale_video
 from .plan import known_variant
@@ -98,7 +99,31 @@ def load_cameras(path: str | Path) -> tuple[list[Camera], dict]:
     names = [c.name for c in cameras]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: camera names must be unique")
+    check_distinct(cameras, base=Path(path).parent)
     return cameras, dict(data.get("defaults", {}))
+
+
+def check_distinct(cameras: list[Camera], base: str | Path = ".") -> None:
+    """Refuse, before anything runs, cameras whose outputs would destroy another's input or mix
+    into one file or stream (``-`` included): each output once, and none of them an input.
+
+    Raises:
+        ConfigError: naming the output and the cameras.
+    """
+    def key(target: str) -> str:
+        return target if target == "-" or is_url(target) else os.path.realpath(Path(base) / target)
+
+    inputs = {key(c.input): c for c in cameras}
+    outputs: dict[str, Camera] = {}
+    for c in cameras:
+        k = key(c.output)
+        if k in outputs:
+            raise ConfigError(f"{mask_credentials(c.output)} is the output of both {outputs[k].name} and {c.name}; "
+                              "give each camera its own")
+        if k in inputs and k != "-" and inputs[k] is not c:  # its own input: said when it is planned
+            raise ConfigError(f"{c.name}'s output {mask_credentials(c.output)} is {inputs[k].name}'s input; "
+                              "choose another name")
+        outputs[k] = c
 
 
 def run_cameras(
