@@ -271,8 +271,8 @@ def test_joined_mpegts_recordings_keep_every_frame_and_audio_packet_in_step(tmp_
 
 
 def test_rejoined_closes_restarts_only():
-    """Steps within a part pass untouched (a gap under 10 s is the recording's own); a step back
-    or a jump forward over 10 s is closed, for both streams by one offset."""
+    """Steps forward pass untouched (the recording's own gaps); a step back is closed, for both
+    streams by one offset; a stream that does not restart keeps its times."""
     from types import SimpleNamespace
 
     from streamsr.io.joins import rejoined
@@ -290,9 +290,26 @@ def test_rejoined_closes_restarts_only():
     back = [(0, 0), (1, 0), (0, 1000), (1, 1000), (0, 0), (1, 0), (0, 40)]
     assert run(back) == [(0, 0), (1, 0), (0, 1000), (1, 1000), (0, 1040), (1, 1040), (0, 1080)]
     jump = [(0, 0), (1, 0), (0, 1000), (1, 1000), (1, 60_000), (0, 60_000), (0, 60_040)]
-    assert run(jump) == [(0, 0), (1, 0), (0, 1000), (1, 1000), (1, 1040), (0, 1040), (0, 1080)]
+    assert run(jump) == jump  # a step forward is the recording's own gap
+    alone = [(0, 0), (1, 0), (0, 1000), (1, 1000)] + [(0, 200 + 40 * k) for k in range(600)] + [(1, 1040)]
+    got = run(alone)  # only the picture restarts, within the hold: the sound keeps its own times
+    assert got[-1] == (1, 1040) and [t for s, t in got if s == 0][2:4] == [1040, 1080]
     # sound half a second ahead of the picture in the interleaving: it restarts first, the
     # picture's old part goes on meanwhile; the offset puts both new starts after their old ends
     lead = [(1, 500), (0, 0), (1, 1000), (0, 500), (1, 0), (0, 1000), (1, 40), (0, 0), (1, 500)]
     assert run(lead) == [(1, 500), (0, 0), (1, 1000), (0, 500), (1, 1040), (0, 1000), (1, 1080), (0, 1040),
                          (1, 1540)]
+
+
+def test_a_gap_in_an_mpegts_recording_with_b_frames_is_kept(tmp_path):
+    """A motion-triggered recorder's file: 1 s of frames, 30 s of nothing, 1 s more, with
+    B-frames (their dts lags their pts). The gap stays a gap; every other step is a frame."""
+    src = make_video(tmp_path / "gap.ts", frames=50, size=(64, 48), container="mpegts",
+                     pts=list(range(25)) + list(range(775, 800)), time_base=Fraction(1, 25))
+    with av.open(str(src)) as c:
+        assert any(p.pts != p.dts for p in c.demux(video=0) if p.pts is not None)  # B-frames
+    out = tmp_path / "out.mkv"
+    upscale_video(src, out, RunConfig(scale=2))
+    times = _times(out, "video")
+    steps = sorted(b - a for a, b in pairwise(times))
+    assert len(times) == 50 and abs(steps[-1] - 30.04) < 0.01 and 0.039 < steps[0] and steps[-2] < 0.041, steps

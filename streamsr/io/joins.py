@@ -4,12 +4,13 @@ or a camera's encoder restarts mid-recording. Read as they are, the second part'
 all be stamped a tick apart after the first part's last one and its audio left out as damaged.
 
 :func:`rejoined` passes the demuxed packets on with their timestamps shifted so that each restart
-follows what came before it: one offset for every stream, so picture and sound stay in step. A
-restart is a step back of more than :data:`BACK_S` or forward of more than :data:`AHEAD_S` (FFmpeg's
-own threshold) in one stream's dts. The streams of an MPEG-TS are interleaved with a lead of up to
-about a second, so they restart at different packets: from the first restart the packets are held
-until every stream has shown its own (at most :data:`HOLD` packets), and the offset is the one that
-puts every stream's new start after that stream's old end.
+follows what came before it. A restart is a step back of more than :data:`BACK_S` in one stream's
+dts; a step forward is the recording's own gap and is kept. The streams of an MPEG-TS are
+interleaved with a lead of up to about a second, so they restart at different packets: from the
+first restart the packets are held until every stream has shown its own (at most :data:`HOLD`
+packets), and the streams that restarted get one offset, the one that puts each one's new start
+after its old end, so picture and sound stay in step. A stream that did not restart within the
+hold keeps its own offset.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
-__all__ = ["AHEAD_S", "BACK_S", "HOLD", "TS_DISCONT", "rejoined"]
+__all__ = ["BACK_S", "HOLD", "TS_DISCONT", "rejoined"]
 
 #: FFmpeg's AVFMT_TS_DISCONT: the format allows timestamps to restart
 TS_DISCONT = 0x0200
+#: a step back of more than this in a stream's dts is a restart (B-frame reordering stays under it)
 BACK_S = Fraction(1, 10)
-AHEAD_S = Fraction(10)
 #: packets held at most while the streams' restarts settle
 HOLD = 512
 
@@ -30,14 +31,14 @@ HOLD = 512
 class _Rejoin:
     def __init__(self, streams: Iterable[int]):
         self.streams = set(streams)
-        self.offset = Fraction(0)  # seconds added to every timestamp
+        self.offset: dict[int, Fraction] = {}  # per stream: seconds added to its timestamps
         self.end: dict[int, Fraction] = {}  # per stream: the end of its latest packet, offset applied
         self.held: list[tuple[object, bool]] | None = None  # (packet, of the new part) while settling
         self.starts: dict[int, Fraction] = {}  # per stream: the new part's first dts, as read
 
     def _restarts(self, index: int, t: Fraction) -> bool:
         last = self.end.get(index)
-        return last is not None and not last - BACK_S <= t + self.offset <= last + AHEAD_S
+        return last is not None and t + self.offset.get(index, 0) < last - BACK_S
 
     def _shift(self, packet, offset: Fraction) -> None:
         if offset:
@@ -46,28 +47,24 @@ class _Rejoin:
                 packet.pts += ticks
             if packet.dts is not None:
                 packet.dts += ticks
-
-    def _pass(self, packet) -> None:
-        """Shift an old-part packet and note where its stream ends."""
-        if packet.dts is not None:
-            t = packet.dts * packet.time_base + self.offset
-            end = t + (packet.duration or 0) * packet.time_base
-            self.end[packet.stream.index] = max(self.end.get(packet.stream.index, end), end)
-        self._shift(packet, self.offset)
+        if packet.dts is not None:  # note where its stream ends now
+            index = packet.stream.index
+            end = (packet.dts + (packet.duration or 0)) * packet.time_base
+            self.end[index] = max(self.end.get(index, end), end)
 
     def push(self, packet) -> list:
         index, dts = packet.stream.index, packet.dts
         t = dts * packet.time_base if dts is not None else None
         if self.held is None:
             if t is None or not self._restarts(index, t):
-                self._pass(packet)
+                self._shift(packet, self.offset.get(index, Fraction(0)))
                 return [packet]
             self.held, self.starts = [], {}
         new = index in self.starts or (t is not None and self._restarts(index, t))
         if new and index not in self.starts:
             self.starts[index] = t
         if not new:
-            self._pass(packet)
+            self._shift(packet, self.offset.get(index, Fraction(0)))
         self.held.append((packet, new))
         if self.streams <= set(self.starts) or len(self.held) >= HOLD:
             return self._settle()
@@ -75,15 +72,13 @@ class _Rejoin:
 
     def _settle(self) -> list:
         offset = max(self.end[i] - start for i, start in self.starts.items())
+        self.offset.update(dict.fromkeys(self.starts, offset))
         out = []
         for packet, new in self.held or []:
             if new:
                 self._shift(packet, offset)
-                if packet.dts is not None:
-                    end = (packet.dts + (packet.duration or 0)) * packet.time_base
-                    self.end[packet.stream.index] = max(self.end.get(packet.stream.index, end), end)
             out.append(packet)
-        self.offset, self.held, self.starts = offset, None, {}
+        self.held, self.starts = None, {}
         return out
 
     def flush(self) -> list:
