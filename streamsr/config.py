@@ -158,16 +158,12 @@ class RunConfig:
         unknown = set(options) - run_keys - set().union(*keys.values())
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        try:
-            nested = {name: kind(**{k: v for k, v in options.items() if k in keys[name]})
-                      for name, kind in parts.items()}
-            return cls(**nested, **{k: v for k, v in options.items() if k in run_keys})
-        except ConfigError:
-            raise
-        except (TypeError, ValueError) as exc:  # a value of the wrong type, from a TOML file
-            quoted = sorted(k for k, v in options.items() if isinstance(v, str) and _numeric(k))
-            said = f"{', '.join(quoted)}: a number, without quotes" if quoted else str(exc)
-            raise ConfigError(f"an option's value has the wrong type ({said})") from None
+        quoted = sorted(k for k, v in options.items() if isinstance(v, str) and _numeric(k))
+        if quoted:  # a number in quotes, from a TOML file: said here, not as a traceback later
+            raise ConfigError(f"an option's value has the wrong type ({', '.join(quoted)}: a number, without quotes)")
+        nested = {name: kind(**{k: v for k, v in options.items() if k in keys[name]})
+                  for name, kind in parts.items()}
+        return cls(**nested, **{k: v for k, v in options.items() if k in run_keys})
 
 
 def _numeric(name: str) -> bool:

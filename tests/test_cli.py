@@ -31,15 +31,24 @@ def _one_clear_line(result, *needles):
         assert needle in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("args,needle", [(["--max-frames", "0"], "--max-frames wants at least 1 frame"),
-                                         (["--max-frames", "-3"], "--max-frames wants at least 1 frame"),
-                                         (["--duration", "0"], "--duration wants more than 0 seconds"),
-                                         (["--duration", "-1"], "--duration wants more than 0 seconds")])
-def test_bounds_that_leave_nothing_to_do_are_refused(small_clip, tmp_path, args, needle):
-    """Before: --max-frames 0 wrote one frame and exit 0; --duration 0 blamed the input."""
+@pytest.mark.parametrize("args", [["--max-frames", "0"], ["--max-frames", "-3"], ["--duration", "0"], ["--duration", "-1"]])
+def test_bounds_that_leave_nothing_to_do_are_refused(small_clip, tmp_path, args):
+    """Before: --max-frames 0 wrote one frame and exit 0; --duration 0 blamed the input. Refused
+    once, before any camera starts (two inputs here)."""
     out = tmp_path / "o.mp4"
-    _one_clear_line(_run("run", small_clip, "-o", out, *args), needle)
+    r = _run("run", small_clip, small_clip, "-o", out, "-o", tmp_path / "p.mp4", *args)
+    assert r.exit_code == 2 and f"Invalid value for '{args[0]}'" in r.output and "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_the_library_refuses_bounds_that_leave_nothing_to_do(small_clip, tmp_path):
+    from streamsr import RunConfig, upscale_video
+    from streamsr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--max-frames wants at least 1 frame"):
+        upscale_video(small_clip, tmp_path / "o.mp4", RunConfig(), stop_after=0)
+    with pytest.raises(ConfigError, match="--duration wants more than 0 seconds"):
+        upscale_video(small_clip, tmp_path / "o.mp4", RunConfig(), duration=0)
 
 
 def test_run_writes_output_and_stats(small_clip, tmp_path):
@@ -285,7 +294,7 @@ def test_an_unreachable_camera_is_said_and_duration_bounds_the_wait(tmp_path):
     assert "s3cret" not in r.output and not out.exists() and not (tmp_path / "x.mkv.partial").exists()
 
 
-def test_an_output_that_is_another_cameras_input_or_given_twice_is_refused(small_clip, tmp_path):
+def test_an_output_that_is_another_cameras_input_or_given_twice_is_refused(small_clip, tmp_path, monkeypatch):
     """Several inputs: camera1 writing camera2's input destroyed it; two cameras on one output
     lost one's recording; both exited 0. Refused before anything runs, as a cameras file."""
     import shutil
@@ -298,10 +307,12 @@ def test_an_output_that_is_another_cameras_input_or_given_twice_is_refused(small
     _one_clear_line(_run("run", small_clip, tmp_path / "b.mp4", "-o", tmp_path / "same.mkv", "-o", tmp_path / "same.mkv"),
                     "is the output of both camera1 and camera2")
     assert not (tmp_path / "same.mkv").exists()
-    cams = tmp_path / "cams.toml"
+    (tmp_path / "conf").mkdir()
+    cams = tmp_path / "conf" / "cams.toml"
     cams.write_text(f'[[camera]]\nname = "a"\ninput = "{small_clip}"\noutput = "one.mkv"\n'
                     f'[[camera]]\nname = "b"\ninput = "b.mp4"\noutput = "{tmp_path / "one.mkv"}"\n')
-    _one_clear_line(_run("run", "--config", cams), "is the output of both a and b")  # relative to the file
+    monkeypatch.chdir(tmp_path)  # a run takes a cameras file's relative paths from where it starts
+    _one_clear_line(_run("run", "--config", cams), "is the output of both a and b")
 
 
 def test_a_size_given_beside_a_preset_s_scale_wins(small_clip, tmp_path):
@@ -331,6 +342,10 @@ def test_a_preset_s_values_of_the_wrong_type_are_one_clear_line(small_clip, tmp_
     preset.write_text('batch_size = "2"\ntile = "256"\n')
     _one_clear_line(_run("run", small_clip, "-o", tmp_path / "b.mkv", "--for", preset),
                     "wrong type", "batch_size, tile: a number, without quotes")
+    for line in ('crf = "23"', 'tile = "32"', 'hls_time = "2"', 'gop = "25"', 'reconnect_max_wait = "30"'):
+        preset.write_text(line + "\n")  # ones nothing compares until the run: tracebacks there
+        _one_clear_line(_run("run", small_clip, "-o", tmp_path / "c.mkv", "--for", preset),
+                        "wrong type", line.split()[0] + ": a number, without quotes")
 
 
 def test_a_stats_file_that_could_not_be_written_is_refused_before_the_run(small_clip, tmp_path):

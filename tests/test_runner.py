@@ -206,9 +206,10 @@ def test_frames_a_stage_releases_at_the_end_and_a_live_queue_drops_are_counted(m
     put = DropOldestQueue.put_or_drop
 
     def spy(queue, item):
+        dropped = put(queue, item)
         if threading.current_thread().name == "streamsr-hold":
-            released.append(item)
-        return put(queue, item)
+            released.append(item)  # once it is in (or dropped): the gate opens after the last
+        return dropped
 
     monkeypatch.setattr(DropOldestQueue, "put_or_drop", spy)
 

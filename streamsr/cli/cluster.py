@@ -111,8 +111,8 @@ def format_table(statuses: list, *, errors: bool = True) -> str:
               help="How often a camera's lost process is restarted before it is reported failed.")
 @preset_option
 @model_options
-@click.option("--max-frames", type=int, default=None, help="Stop each camera after N frames (over its restarts).")
-@click.option("--duration", type=float, default=None, help="Stop every camera after this many seconds.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop each camera after N frames (over its restarts).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop every camera after this many seconds.")
 @click.option("--metrics-port", default=None, metavar="[HOST:]PORT",
               help="Serve every camera's Prometheus metrics at http://HOST:PORT/metrics (PORT = localhost).")
 @click.option("--stats-json", type=click.Path(dir_okay=False), default=None, help="Write the final camera table here.")

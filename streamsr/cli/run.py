@@ -75,7 +75,8 @@ class _Progress:
               help="Output: file (container from extension), - (MPEG-TS on stdout), rtsp://, rtmp://, srt://, "
               "udp:// push, or dir/index.m3u8 (HLS). Once per input.")
 @click.option("--config", "cameras_file", type=click.Path(dir_okay=False), default=None,
-              help="Cameras TOML file: many inputs, one shared model ([defaults] takes any option of run; "
+              help="Cameras TOML file: many inputs, one shared model ([defaults] takes run's options of the run "
+                   "itself, not --max-frames, --duration, ports or --stats-json; "
                    "one [[camera]] table per camera with name, input, output).")
 @preset_option
 @model_options
@@ -114,8 +115,8 @@ class _Progress:
 @click.option("--read-timeout", type=float, default=None, help="Watchdog: seconds without data before reconnecting (default 5).")
 @click.option("--rtsp-transport", type=click.Choice(["tcp", "udp"]), default=None, help="RTSP transport (default tcp).")
 @click.option("--no-audio", is_flag=True, help="Drop audio instead of copying it.")
-@click.option("--max-frames", type=int, default=None, help="Stop after N frames (exit 0).")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds of video; for a live input a wall-clock bound on the whole run, "
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames (exit 0).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after this many seconds of video; for a live input a wall-clock bound on the whole run, "
                    "connecting included (exit 1 if no picture ever came).")
 @click.option("--metrics-port", default=None, help="Serve Prometheus metrics at http://HOST:PORT/metrics (PORT = localhost).")
 @click.option("--ui-port", default=None, metavar="[HOST:]PORT",

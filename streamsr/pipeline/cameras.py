@@ -99,7 +99,7 @@ def load_cameras(path: str | Path) -> tuple[list[Camera], dict]:
     names = [c.name for c in cameras]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: camera names must be unique")
-    check_distinct(cameras, base=Path(path).parent)
+    check_distinct(cameras)  # paths are taken from the folder the run starts in, as the runs take them
     return cameras, dict(data.get("defaults", {}))
 
 
