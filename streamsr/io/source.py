@@ -275,13 +275,13 @@ class Source:
         side; a stream or pipe, which can't be read twice, is taken as it comes (0)."""
         if self.low_delay or not isinstance(self.src, (str, os.PathLike)) or not Path(self.src).is_file():
             return 0
-        try:
-            with av.open(os.fspath(self.src)) as c:
+        try:  # FFmpeg's words on a damaged start are kept here: the run says them, and counts them once
+            with av.logging.Capture(), av.open(os.fspath(self.src)) as c:
                 for _, packet in zip(range(64), c.demux(video=0)):  # a damaged start: not the whole file
                     for frame in packet.decode():
                         return round(frame.rotation or 0)
         except (av.FFmpegError, ValueError):
-            pass  # what can't be read here is said by the run itself
+            pass
         return 0
 
     def _frame_colour(self, frame: av.VideoFrame) -> ColourTags:
