@@ -13,13 +13,19 @@ _CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s\"]+@")
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}
 
 
+#: secrets some cameras and SRT take in the query string (``?usr=admin&pwd=...``, ``passphrase=``)
+_QUERY_SECRETS = re.compile(r"([?&;](?:password|passwd|pwd|pass|passphrase|token|secret|key|auth)=)[^&;\s'\"]*",
+                            re.IGNORECASE)
+
+
 def mask_credentials(text: str) -> str:
-    """Replace ``user:password@`` in every URL inside ``text`` by ``***@``.
+    """Replace ``user:password@`` in every URL inside ``text`` by ``***@``, and the values of
+    query parameters that carry secrets (``pwd=``, ``passphrase=``, ``token=`` ...) by ``***``.
 
     Args:
         text: any message, FFmpeg's own included (they quote the URL).
     """
-    return _CREDENTIALS.sub(r"\1***@", text)
+    return _QUERY_SECRETS.sub(r"\1***", _CREDENTIALS.sub(r"\1***@", text))
 
 
 def url_scheme(target: str) -> str | None:

@@ -317,3 +317,44 @@ def test_camera_audio_is_recorded_and_survives_a_reconnect(rtsp_server, tmp_path
     # machine more, never the sound): one-sided
     assert starts[0] < video_times[0] + 1.0 and starts[-1] > video_times[-1] - 1.0
     assert seconds > 0.7 * (video_times[-1] - video_times[0] - max(np.diff(starts)))
+
+
+def test_a_camera_still_connecting_says_so():
+    """The run's state while its live input is still being reached (the dashboard, /api/cameras
+    and cluster status said 'starting' for the whole retry window)."""
+    from types import SimpleNamespace
+
+    handle = RunHandle("gate")
+    handle._source = SimpleNamespace(state="connecting", reconnects=0, connect_failures=4)
+    assert handle.snapshot().state == "connecting" and handle.snapshot().connect_failures == 4
+    handle._source = SimpleNamespace(state="running", reconnects=0, connect_failures=0)
+    assert handle.snapshot().state == "starting"  # connected; the network still loading
+    handle.state = "running"
+    handle._source.state = "reconnecting"
+    assert handle.snapshot().state == "reconnecting"
+
+
+def test_metrics_on_ipv6_and_a_scraper_that_goes_away_says_nothing(capfd):
+    """--metrics-port [::1]:PORT serves (it could not resolve '[::1]'); a scraper that resets
+    its connection mid-answer leaves no traceback on the run's terminal."""
+    import socket
+    import struct
+
+    from streamsr.pipeline.metrics_http import parse_listen
+
+    rendering, reset = threading.Event(), threading.Event()
+
+    def render():
+        rendering.set()
+        reset.wait(10)
+        return "x" * 4_000_000
+
+    host, port = parse_listen("[::1]:0")
+    with MetricsServer(host, port, render=render) as server:
+        client = socket.create_connection(("::1", server.port))
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        rendering.wait(10)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset, before the answer is written
+        reset.set()
+    assert "Traceback" not in capfd.readouterr().err

@@ -55,6 +55,18 @@ def test_a_password_with_a_quote_is_masked():
     assert said == "cannot open 'rtsp://***@10.0.0.5/s1' (401); see 'rtsp://cam/s2' and 'a@b'"
 
 
+def test_secrets_in_a_query_string_are_masked():
+    """Cameras that take ?usr=admin&pwd=..., SRT's passphrase=: shown in clear on the dashboard,
+    the metrics labels and messages."""
+    from streamsr.urls import mask_credentials
+
+    assert mask_credentials("rtsp://10.0.0.5/videoMain?usr=admin&pwd=hunter2") == "rtsp://10.0.0.5/videoMain?usr=admin&pwd=***"
+    assert mask_credentials("cannot open 'srt://host:9000?mode=caller&passphrase=longsecret1' (timeout)") == \
+        "cannot open 'srt://host:9000?mode=caller&passphrase=***' (timeout)"
+    assert mask_credentials("rtmp://host/live?Token=abc;key=k") == "rtmp://host/live?Token=***;key=***"
+    assert mask_credentials("rtsp://host/s?channel=1&subtype=0") == "rtsp://host/s?channel=1&subtype=0"
+
+
 def test_reconnecting_tries_once_more_at_the_wait_limit(monkeypatch):
     """--reconnect-max-wait 6 with backoff 1, 2, 4 s: tries at 0, 1, 3 and 6 s (not giving up at 3
     because the next pause would pass 6), so a camera back within the limit is taken."""

@@ -124,8 +124,9 @@ class RunHandle:
         """The run's counts and state now."""
         source, runner = self._source, self._runner
         state = self.state
-        if state == "running" and source is not None:
-            state = getattr(source, "state", state)
+        live = getattr(source, "state", None)  # a live input's own: connecting, running, reconnecting
+        if (state == "running" and live) or (state == "starting" and live == "connecting"):
+            state = live
         return JobSnapshot(
             name=self.name, state=state, frames_in=runner.stats[0].items if runner is not None else 0,
             frames_out=self.frames_out, dropped=sum(s.dropped for s in runner.stats) if runner else 0,

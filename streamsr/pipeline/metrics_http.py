@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -9,7 +10,7 @@ from typing import Self
 
 from ..errors import ConfigError
 
-__all__ = ["MetricsServer", "families", "parse_listen", "quantiles", "render_metrics"]
+__all__ = ["MetricsServer", "V6Server", "families", "http_server", "parse_listen", "quantiles", "render_metrics"]
 
 _METRICS = [
     ("streamsr_frames_in_total", "counter", "Frames decoded.", lambda s: s.frames_in),
@@ -111,20 +112,35 @@ def _remote_lines(remotes: list[dict]) -> list[str]:
         lambda r: r["request_latency"])
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``PORT`` (localhost) or ``HOST:PORT`` → (host, port).
+def parse_listen(value: str, option: str = "--metrics-port") -> tuple[str, int]:
+    """``PORT`` (localhost) or ``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port).
+
+    Args:
+        value: the option's value.
+        option: its name, for the message.
 
     Raises:
         ConfigError: not a port number.
     """
-    host, _, port = value.rpartition(":")
+    host, _, port = str(value).rpartition(":")
     try:
         number = int(port)
     except ValueError:
-        raise ConfigError(f"--metrics-port wants PORT or HOST:PORT, got {value!r}") from None
+        raise ConfigError(f"{option} wants PORT or HOST:PORT, got {value!r}") from None
     if not 0 <= number <= 65535:
-        raise ConfigError(f"--metrics-port {number} is not a port number")
-    return host or "127.0.0.1", number
+        raise ConfigError(f"{option} {number} is not a port number")
+    return host.strip("[]") or "127.0.0.1", number
+
+
+class V6Server(ThreadingHTTPServer):
+    """An HTTP server on an IPv6 address."""
+
+    address_family = socket.AF_INET6
+
+
+def http_server(host: str, port: int, handler) -> ThreadingHTTPServer:
+    """A threading HTTP server bound to ``host`` (IPv4 or IPv6) and ``port``; OSError if it can't."""
+    return (V6Server if ":" in host else ThreadingHTTPServer)((host, port), handler)
 
 
 class BackgroundServer:
@@ -173,17 +189,20 @@ class MetricsServer(BackgroundServer):
                     self.send_error(404)
                     return
                 body = text().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (ConnectionError, TimeoutError):
+                    pass  # the scraper went away: nothing to say, and never a traceback on the run's terminal
 
             def log_message(self, *args):  # library code never prints
                 return
 
         try:
-            server = ThreadingHTTPServer((host, port), Handler)
+            server = http_server(host, port, Handler)
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
         super().__init__(server, name)

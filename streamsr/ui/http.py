@@ -18,15 +18,15 @@ import json
 import logging
 import math
 import re
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigError
-from ..pipeline.metrics_http import BackgroundServer
+from ..pipeline.metrics_http import BackgroundServer, http_server
+from ..pipeline.metrics_http import parse_listen as _parse_listen
 from ..urls import mask_credentials
 
 __all__ = ["ASSETS", "NotFound", "PageServer", "Response", "json_response", "parse_listen"]
@@ -95,23 +95,9 @@ def _finite(value):
 
 
 def parse_listen(value: str, option: str = "--ui-port") -> tuple[str, int]:
-    """``PORT`` (localhost) or ``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port).
-
-    Args:
-        value: the option's value.
-        option: its name, for the message.
-
-    Raises:
-        ConfigError: not a port number.
-    """
-    host, _, port = str(value).rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ConfigError(f"{option} wants PORT or HOST:PORT, got {value!r}") from None
-    if not 0 <= number <= 65535:
-        raise ConfigError(f"{option} {number} is not a port number")
-    return host.strip("[]") or "127.0.0.1", number
+    """``PORT`` (localhost) or ``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port) (see
+    :func:`~streamsr.pipeline.metrics_http.parse_listen`)."""
+    return _parse_listen(value, option)
 
 
 Route = Callable[[re.Match, dict[str, str]], Response]
@@ -174,9 +160,8 @@ class PageServer(BackgroundServer):
             def log_message(self, *args):  # library code never prints
                 return
 
-        server_class = _V6Server if ":" in host else ThreadingHTTPServer
         try:
-            self._server = server_class((host, port), Handler)
+            self._server = http_server(host, port, Handler)
         except OSError as exc:
             raise ConfigError(f"cannot serve the page on {host}:{port} ({option}): {exc}") from exc
         self._server.daemon_threads = True
@@ -189,8 +174,6 @@ class PageServer(BackgroundServer):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
-class _V6Server(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
 
 
 def _asset(assets: dict[str, bytes], name: str) -> Response:
