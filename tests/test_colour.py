@@ -226,6 +226,19 @@ def test_where_colour_is_converted(tmp_path, small_clip):
     assert json.loads((tmp_path / "e.json").read_text())["frames_out"] == 12
 
 
+def _tagged_clip(path, tag) -> None:
+    """Six 64x48 x264 frames, the stream tagged by ``tag(stream)`` before the first frame."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        tag(vs)
+        for i in range(6):
+            vf = av.VideoFrame.from_ndarray(moving_pattern(i, 48, 64), format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode(None))
+
+
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
 def test_non_square_pixels_keep_the_picture_s_shape(tmp_path, ext):
     """Anamorphic SD (DV, DVD, broadcast: pixels 16:11, 64:45, ...): the output's pixels stretch
@@ -234,15 +247,7 @@ def test_non_square_pixels_keep_the_picture_s_shape(tmp_path, ext):
     from fractions import Fraction
 
     src = tmp_path / f"in.{ext}"
-    with av.open(str(src), "w") as out:
-        vs = out.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        vs.codec_context.sample_aspect_ratio = Fraction(16, 11)
-        for i in range(6):
-            vf = av.VideoFrame.from_ndarray(moving_pattern(i, 48, 64), format="rgb24").reformat(format="yuv420p")
-            vf.pts = i
-            out.mux(vs.encode(vf))
-        out.mux(vs.encode(None))
+    _tagged_clip(src, lambda vs: setattr(vs.codec_context, "sample_aspect_ratio", Fraction(16, 11)))
 
     def shape(path):
         with av.open(str(path)) as c:
@@ -263,15 +268,7 @@ def test_a_phone_video_keeps_its_display_rotation(tmp_path, angle):
     """Phones store portrait video as landscape pixels and a display matrix; the output keeps the
     matrix, so players turn it as they did (it came out sideways)."""
     src = tmp_path / "phone.mp4"
-    with av.open(str(src), "w") as out:
-        vs = out.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        vs.set_display_rotation(angle)
-        for i in range(6):
-            vf = av.VideoFrame.from_ndarray(moving_pattern(i, 48, 64), format="rgb24").reformat(format="yuv420p")
-            vf.pts = i
-            out.mux(vs.encode(vf))
-        out.mux(vs.encode(None))
+    _tagged_clip(src, lambda vs: vs.set_display_rotation(angle))
 
     def rotation(path):
         with av.open(str(path)) as c:
